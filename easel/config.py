@@ -1,0 +1,259 @@
+"""The config model (``config.yaml``), validated at synth and at local start.
+
+A bad config raises :class:`easel.errors.ConfigError` naming the key (dotted path) and the reason.
+Nothing reads the config at import time: call :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from easel.contract.tasks import NAME_PATTERN, TaskType
+from easel.errors import ConfigError
+
+RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+TENANT_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
+STACK_NAME = r"^[a-z][a-z0-9-]{0,23}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Section):
+    """Request limits enforced by the API before anything is stored or queued."""
+
+    max_prompt_chars: Annotated[int, Field(ge=1, le=20_000)] = 2000
+    max_width: Annotated[int, Field(ge=64, le=4096, multiple_of=8)] = 1024
+    max_height: Annotated[int, Field(ge=64, le=4096, multiple_of=8)] = 1024
+    max_steps: Annotated[int, Field(ge=1, le=500)] = 100
+    max_batch_size: Annotated[int, Field(ge=1, le=16)] = 4
+    max_train_steps: Annotated[int, Field(ge=1, le=10_000)] = 2000
+    max_train_images: Annotated[int, Field(ge=1, le=50)] = 20
+    # SNS caps a message at 256 KiB; keep the body well below that so attributes and the envelope fit.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=240 * 1024)] = 64 * 1024
+    max_context_bytes: Annotated[int, Field(ge=0, le=64 * 1024)] = 8 * 1024
+
+
+class Throttle(_Section):
+    rate_limit: Annotated[float, Field(gt=0)] = 20.0
+    burst_limit: Annotated[int, Field(ge=1)] = 40
+    quota_per_day: Annotated[int | None, Field(ge=1)] = None
+
+
+class ApiConfig(_Section):
+    limits: Limits = Limits()
+    throttle: Throttle = Throttle()
+    url_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    task_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    list_max_limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class Tenant(_Section):
+    id: Annotated[str, Field(pattern=TENANT_ID)]
+    # IAM principal ARNs (fnmatch globs allowed, e.g. "arn:aws:sts::123456789012:assumed-role/App/*").
+    principals: list[str] = []
+
+
+class ModelFormat(StrEnum):
+    DIFFUSERS = "diffusers"
+    SINGLE_FILE = "single-file"
+
+
+class ModelSpec(_Section):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    runtime: Annotated[str, Field(pattern=RUNTIME_NAME)]
+    # Path under the models bucket (and under --models-dir locally); defaults to the model name.
+    path: str | None = None
+    format: ModelFormat = ModelFormat.DIFFUSERS
+    task_types: list[TaskType] = [TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE]
+
+    @property
+    def store_path(self) -> str:
+        return self.path or self.name
+
+
+class CapacityType(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
+class Scaling(_Section):
+    queue_length: Annotated[int, Field(ge=1)] = 1
+    activation_queue_length: Annotated[int, Field(ge=0)] = 0
+    min_replicas: Annotated[int, Field(ge=0)] = 0
+    max_replicas: Annotated[int, Field(ge=1)] = 4
+    cooldown_seconds: Annotated[int, Field(ge=0)] = 300
+    polling_seconds: Annotated[int, Field(ge=1)] = 15
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Scaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
+class Image(_Section):
+    repository: str
+    tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+    digest: Annotated[str | None, Field(pattern=r"^sha256:[a-f0-9]{64}$")] = None
+
+    @model_validator(mode="after")
+    def _no_latest(self) -> Image:
+        if self.tag == "latest" and self.digest is None:
+            raise ValueError("tag 'latest' needs a digest: pin the image")
+        return self
+
+
+class Images(_Section):
+    runtime: Image = Image(repository="public.ecr.aws/easel/runtime", tag="0.1.0")
+    agent: Image = Image(repository="public.ecr.aws/easel/queue-agent", tag="0.1.0")
+
+
+class RuntimeSpec(_Section):
+    name: Annotated[str, Field(pattern=RUNTIME_NAME)]
+    kind: Literal["diffusers", "sdwebui"] = "diffusers"
+    # A fixed runtime serves one model loaded at start; a dynamic one switches between its models per task.
+    dynamic_models: bool = False
+    instance_types: Annotated[list[str], Field(min_length=1)] = ["g6.xlarge", "g5.xlarge"]
+    capacity_types: Annotated[list[CapacityType], Field(min_length=1)] = [
+        CapacityType.SPOT,
+        CapacityType.ON_DEMAND,
+    ]
+    gpus: Annotated[int, Field(ge=1, le=8)] = 1
+    scaling: Scaling = Scaling()
+    task_timeout_seconds: Annotated[int, Field(ge=30, le=12 * 3600)] = 900
+    max_receive_count: Annotated[int, Field(ge=1, le=100)] = 3
+    images: Images = Images()
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        # The agent's heartbeat extends visibility while a task runs; this is the window after a crash.
+        return min(self.task_timeout_seconds + 60, 12 * 3600)
+
+
+class Inputs(_Section):
+    allowed_https_hosts: list[str] = []
+    max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=64 * 64)] = 4096 * 4096
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+class Network(_Section):
+    max_azs: Annotated[int, Field(ge=2, le=6)] = 2
+    nat_gateways: Annotated[int, Field(ge=0, le=6)] = 1
+    interface_endpoints: bool = False
+
+
+class Storage(_Section):
+    outputs_expire_days: Annotated[int, Field(ge=1)] = 30
+    access_logs: bool = True
+
+
+class Cluster(_Section):
+    kubernetes_version: str = "1.33"
+    system_instance_types: Annotated[list[str], Field(min_length=1)] = ["m7i.large"]
+    system_nodes: Annotated[int, Field(ge=1, le=10)] = 2
+    keda_chart_version: str = "2.17.2"
+    karpenter_chart_version: str = "1.5.0"
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "easel"
+
+
+class Monitoring(_Section):
+    oldest_message_alarm_seconds: Annotated[int, Field(ge=60)] = 900
+    alarm_email: str | None = None
+
+
+class Env(_Section):
+    account: Annotated[str | None, Field(pattern=r"^\d{12}$")] = None
+    region: str | None = None
+
+
+class EaselConfig(_Section):
+    stack_name: Annotated[str, Field(pattern=STACK_NAME)] = "easel"
+    env: Env = Env()
+    api: ApiConfig = ApiConfig()
+    tenants: Annotated[list[Tenant], Field(min_length=1)]
+    models: Annotated[list[ModelSpec], Field(min_length=1)]
+    runtimes: Annotated[list[RuntimeSpec], Field(min_length=1)]
+    inputs: Inputs = Inputs()
+    network: Network = Network()
+    storage: Storage = Storage()
+    cluster: Cluster = Cluster()
+    monitoring: Monitoring = Monitoring()
+
+    @model_validator(mode="after")
+    def _references(self) -> EaselConfig:
+        _unique("tenants", [t.id for t in self.tenants])
+        _unique("models", [m.name for m in self.models])
+        _unique("runtimes", [r.name for r in self.runtimes])
+        runtimes = {r.name: r for r in self.runtimes}
+        for i, m in enumerate(self.models):
+            if m.runtime not in runtimes:
+                raise ValueError(f"models.{i}.runtime: unknown runtime '{m.runtime}'")
+        for i, r in enumerate(self.runtimes):
+            served = [m.name for m in self.models if m.runtime == r.name]
+            if not served:
+                raise ValueError(f"runtimes.{i}: runtime '{r.name}' serves no model")
+            if not r.dynamic_models and len(served) > 1:
+                raise ValueError(
+                    f"runtimes.{i}.dynamic_models: runtime '{r.name}' serves {len(served)} models "
+                    f"({', '.join(served)}); set dynamic_models: true or give each model its own runtime"
+                )
+        return self
+
+    # -- lookups -------------------------------------------------------------------------------------
+    def model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def runtime(self, name: str) -> RuntimeSpec:
+        for r in self.runtimes:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def models_of(self, runtime: str) -> list[ModelSpec]:
+        return [m for m in self.models if m.runtime == runtime]
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
+def _unique(key: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ValueError(f"{key}.{i}: duplicate name '{n}'")
+        seen.add(n)
+
+
+def parse_config(data: Any, source: str = "config") -> EaselConfig:
+    try:
+        return EaselConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if not key and ": " in msg and msg.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum():
+            key, msg = msg.split(": ", 1)
+        raise ConfigError(key or source, msg) from None
+
+
+def load_config(path: str | Path = "config.yaml") -> EaselConfig:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(p), "file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(p), f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), "must be a mapping")
+    return parse_config(data, str(p))

@@ -1,0 +1,366 @@
+"""Task request, task object, queue message and their routing attributes.
+
+Field names of ``input`` follow the SD WebUI (AUTOMATIC1111) API so existing payloads carry over.
+Static rules (types, ranges, multiples of 8) live here; limits that come from config (max size, max steps,
+prompt length) are checked by :func:`easel.limits.check_limits`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from easel.contract.status import TaskStatus
+from easel.errors import FieldError
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+
+# SD WebUI sampler names the runtime maps to diffusers schedulers.
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DDIM",
+    "UniPC",
+    "Heun",
+    "PNDM",
+)
+
+
+class TaskType(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    TRAIN_LORA = "train-lora"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Lane(StrEnum):
+    """Queue lanes per runtime. ``low`` priority shares the normal lane (documented in docs/api.md)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+def lane_for(priority: Priority | str) -> Lane:
+    return Lane.HIGH if Priority(priority) is Priority.HIGH else Lane.NORMAL
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class LoraRef(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="LoRA adapter name in the model store")]
+    weight: Annotated[float, Field(ge=-4.0, le=4.0, description="adapter scale")] = 1.0
+
+
+S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
+ImageRef = Annotated[str, Field(min_length=1, max_length=2048, description="s3:// URI or https URL")]
+
+
+class GenerationInput(_Strict):
+    """Input of text-to-image and image-to-image (SD WebUI field names)."""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    negative_prompt: str = ""
+    steps: Annotated[int, Field(ge=1)] = 20
+    width: Annotated[int, Field(ge=64, multiple_of=8)] = 512
+    height: Annotated[int, Field(ge=64, multiple_of=8)] = 512
+    cfg_scale: Annotated[float, Field(ge=0.0, le=30.0)] = 7.0
+    sampler_name: str = "Euler a"
+    seed: Annotated[int, Field(ge=-1, le=2**32 - 1, description="-1 picks a random seed")] = -1
+    batch_size: Annotated[int, Field(ge=1)] = 1
+    init_images: Annotated[list[ImageRef], Field(max_length=1)] = []
+    denoising_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    loras: Annotated[list[LoraRef], Field(max_length=5)] = []
+
+    @field_validator("sampler_name")
+    @classmethod
+    def _known_sampler(cls, v: str) -> str:
+        if v not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{v}'; use one of: {', '.join(SAMPLERS)}")
+        return v
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
+class TrainLoraInput(_Strict):
+    """Input of train-lora: a few images of a subject and the name to save the adapter under."""
+
+    images: Annotated[list[ImageRef], Field(min_length=1, max_length=50)]
+    instance_prompt: Annotated[str, Field(min_length=1)]
+    output_name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    steps: Annotated[int, Field(ge=1, le=10_000)] = 500
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-4
+    rank: Annotated[int, Field(ge=1, le=128)] = 4
+    resolution: Annotated[int, Field(ge=64, le=1024, multiple_of=8)] = 512
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+
+
+TaskInput = GenerationInput | TrainLoraInput
+
+_INPUT_MODEL: dict[TaskType, type[GenerationInput] | type[TrainLoraInput]] = {
+    TaskType.TEXT_TO_IMAGE: GenerationInput,
+    TaskType.IMAGE_TO_IMAGE: GenerationInput,
+    TaskType.TRAIN_LORA: TrainLoraInput,
+}
+
+WebhookEvent = Literal["start", "completed"]
+
+
+class TaskRequest(_Strict):
+    """Body of ``POST /v1/tasks``. Build it with :func:`parse_task_request` to get field-named errors."""
+
+    id: Annotated[str | None, Field(pattern=ID_PATTERN, description="client id; makes submit idempotent")] = (
+        None
+    )
+    task_type: TaskType
+    model: Annotated[str, Field(pattern=NAME_PATTERN)]
+    priority: Priority = Priority.NORMAL
+    input: TaskInput
+    webhook: AnyHttpUrl | None = None
+    webhook_events_filter: list[WebhookEvent] = ["completed"]
+    context: dict[str, Any] | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _https_only(cls, v: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if v is not None and v.scheme != "https":
+            raise ValueError("must be an https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _input_matches_type(self) -> TaskRequest:
+        check_input_for_type(self.task_type, self.input)
+        return self
+
+
+def check_input_for_type(task_type: TaskType, data: TaskInput) -> None:
+    expected = _INPUT_MODEL[task_type]
+    if not isinstance(data, expected):
+        raise FieldError("input", f"does not match task_type '{task_type}'")
+    if isinstance(data, GenerationInput):
+        if task_type is TaskType.IMAGE_TO_IMAGE and not data.init_images:
+            raise FieldError("input.init_images", "image-to-image needs exactly one init image")
+        if task_type is TaskType.TEXT_TO_IMAGE and data.init_images:
+            raise FieldError("input.init_images", "only image-to-image accepts init_images")
+
+
+def _field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> FieldError:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "field required"
+        errors.append({"field": loc, "message": msg})
+    first = errors[0]
+    return FieldError(first["field"], first["message"], errors)
+
+
+def parse_input(task_type: TaskType | str, data: Any) -> TaskInput:
+    """Validate ``data`` as the input of ``task_type``; errors name fields as ``input.<name>``."""
+    model = _INPUT_MODEL[TaskType(task_type)]
+    if not isinstance(data, dict):
+        raise FieldError("input", "must be a JSON object")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise _field_errors(exc, ("input",)) from None
+    check_input_for_type(TaskType(task_type), parsed)
+    return parsed
+
+
+class _Envelope(_Strict):
+    """TaskRequest with ``input`` left raw, so the input can be validated against the right model."""
+
+    id: Annotated[str | None, Field(pattern=ID_PATTERN)] = None
+    task_type: TaskType
+    model: Annotated[str, Field(pattern=NAME_PATTERN)]
+    priority: Priority = Priority.NORMAL
+    input: Any
+    webhook: Any = None
+    webhook_events_filter: Any = ["completed"]
+    context: dict[str, Any] | None = None
+
+
+def parse_task_request(body: Any) -> TaskRequest:
+    """Validate a decoded JSON body; raise :class:`FieldError` naming the first bad field."""
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object")
+    try:
+        env = _Envelope.model_validate(body)
+    except ValidationError as exc:
+        raise _field_errors(exc) from None
+    task_input = parse_input(env.task_type, env.input)
+    try:
+        return TaskRequest.model_validate({**body, "input": task_input})
+    except ValidationError as exc:
+        raise _field_errors(exc) from None
+
+
+def request_fingerprint(request: TaskRequest) -> str:
+    """Stable hash of a request's meaning (id excluded): same id + same fingerprint = same task."""
+    data = request.model_dump(mode="json", exclude={"id"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class TaskOutput(BaseModel):
+    images: list[str] = []
+    urls: list[str] = Field(default=[], description="presigned GET URLs, filled on read")
+    lora: str | None = Field(default=None, description="s3:// URI of a trained adapter (train-lora)")
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class TaskMetrics(BaseModel):
+    queue_seconds: float | None = None
+    predict_seconds: float | None = None
+    gpu_seconds: float | None = None
+
+
+class TaskUrls(BaseModel):
+    get: str
+    cancel: str
+
+
+class Task(BaseModel):
+    """The task object: API responses, webhook bodies and result notifications."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    tenant: str
+    status: TaskStatus
+    task_type: TaskType
+    model: str
+    runtime: str
+    priority: Priority
+    input: TaskInput
+    output: TaskOutput | None = None
+    error: TaskError | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[WebhookEvent] = ["completed"]
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    metrics: TaskMetrics = TaskMetrics()
+    urls: TaskUrls | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "task_type" in data:
+            data = {**data, "input": parse_input(data["task_type"], data["input"])}
+        return data
+
+
+class QueueMessage(BaseModel):
+    """What the agent receives (SNS raw delivery): routing fields, input and the trace context."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal[1] = 1
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    tenant: str
+    task_type: TaskType
+    model: str
+    runtime: str
+    priority: Priority
+    input: TaskInput
+    created_at: datetime
+    trace_context: dict[str, str] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "task_type" in data:
+            data = {**data, "input": parse_input(data["task_type"], data["input"])}
+        return data
+
+    @classmethod
+    def from_task(cls, task: Task, trace_context: dict[str, str] | None = None) -> QueueMessage:
+        return cls(
+            id=task.id,
+            tenant=task.tenant,
+            task_type=task.task_type,
+            model=task.model,
+            runtime=task.runtime,
+            priority=task.priority,
+            input=task.input,
+            created_at=task.created_at,
+            trace_context=trace_context or {},
+        )
+
+
+def parse_queue_message(body: str) -> QueueMessage:
+    """Decode an SQS body; raise :class:`FieldError` (a permanent error for the agent) if malformed."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise FieldError("body", f"not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise FieldError("body", "must be a JSON object")
+    try:
+        return QueueMessage.model_validate(data)
+    except ValidationError as exc:
+        raise _field_errors(exc) from None
+
+
+def routing_attributes(task: Task | QueueMessage) -> dict[str, str]:
+    """SNS message attributes on the tasks topic; the lane queues' filter policies match on these."""
+    return {
+        "runtime": task.runtime,
+        "model": task.model,
+        "priority": str(task.priority),
+        "task_type": str(task.task_type),
+        "tenant": task.tenant,
+    }
+
+
+def result_attributes(task: Task) -> dict[str, str]:
+    """SNS message attributes on the results topic, for subscribers' filter policies."""
+    return {
+        "status": str(task.status),
+        "tenant": task.tenant,
+        "runtime": task.runtime,
+        "task_type": str(task.task_type),
+    }
+
+
+def sns_attributes(attrs: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Turn plain attributes into the SNS ``MessageAttributes`` shape."""
+    return {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}

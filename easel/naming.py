@@ -1,0 +1,106 @@
+"""One derivation of every resource name, used by the CDK app and by local mode alike.
+
+Physical names are deterministic so that the agent, the Lambdas, the chart and the local stack agree
+without passing lists around. Bucket names include account and region (globally unique); in CDK those
+are tokens, which concatenate fine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from easel.config import EaselConfig
+from easel.contract.tasks import Lane
+
+LANES: tuple[Lane, ...] = (Lane.HIGH, Lane.NORMAL)
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str
+    account: str = "000000000000"
+    region: str = "us-east-1"
+
+    @classmethod
+    def of(cls, config: EaselConfig, account: str | None = None, region: str | None = None) -> Names:
+        return cls(
+            prefix=config.stack_name,
+            account=account or config.env.account or "000000000000",
+            region=region or config.env.region or "us-east-1",
+        )
+
+    # -- messaging -----------------------------------------------------------------------------------
+    @property
+    def tasks_topic(self) -> str:
+        return f"{self.prefix}-tasks"
+
+    @property
+    def results_topic(self) -> str:
+        return f"{self.prefix}-results"
+
+    @property
+    def alarms_topic(self) -> str:
+        return f"{self.prefix}-alarms"
+
+    def lane_queue(self, runtime: str, lane: Lane | str) -> str:
+        return f"{self.prefix}-{runtime}-{Lane(lane)}"
+
+    def lane_dlq(self, runtime: str, lane: Lane | str) -> str:
+        return f"{self.prefix}-{runtime}-{Lane(lane)}-dlq"
+
+    @property
+    def unroutable_queue(self) -> str:
+        return f"{self.prefix}-unroutable"
+
+    # -- storage -------------------------------------------------------------------------------------
+    @property
+    def tasks_table(self) -> str:
+        return f"{self.prefix}-tasks"
+
+    @property
+    def models_bucket(self) -> str:
+        return f"{self.prefix}-models-{self.account}-{self.region}"
+
+    @property
+    def outputs_bucket(self) -> str:
+        return f"{self.prefix}-outputs-{self.account}-{self.region}"
+
+    # -- compute -------------------------------------------------------------------------------------
+    @property
+    def cluster(self) -> str:
+        return self.prefix
+
+    def release(self, runtime: str) -> str:
+        return f"{self.prefix}-{runtime}"
+
+    def service_account(self, runtime: str) -> str:
+        return f"{self.prefix}-{runtime}"
+
+    @property
+    def metrics_namespace(self) -> str:
+        return "Easel"
+
+    # -- ARNs (for local mode and tests; CDK uses the constructs' own attributes) ---------------------
+    def topic_arn(self, topic: str) -> str:
+        return f"arn:aws:sns:{self.region}:{self.account}:{topic}"
+
+    def queue_arn(self, queue: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{queue}"
+
+
+# -- object keys (tenant isolation is a prefix: IAM policies and the agent's input checks use it) ---------
+def tenant_prefix(tenant: str) -> str:
+    return f"tenants/{tenant}/"
+
+
+def output_key(tenant: str, task_id: str, index: int, ext: str = "png") -> str:
+    return f"tenants/{tenant}/tasks/{task_id}/{index}.{ext}"
+
+
+def input_prefix(tenant: str) -> str:
+    return f"tenants/{tenant}/inputs/"
+
+
+def lora_key(tenant: str, name: str) -> str:
+    """Private LoRA adapters of a tenant (trained or uploaded), in the models bucket."""
+    return f"tenants/{tenant}/loras/{name}.safetensors"

@@ -1,0 +1,289 @@
+"""The tasks table: one definition of the item layout, shared by the API Lambda and the queue agent.
+
+Layout (DynamoDB, on-demand):
+    pk            "<tenant>#<id>"             partition key: a task is addressed by tenant AND id, so one
+                                               tenant can never read another's task by guessing its id
+    tenant        GSI ``by_tenant``  hash      newest-first listing per tenant
+    tenant_status GSI ``by_status``  hash      "<tenant>#<status>", listing filtered by status
+    created_sk    both GSIs' range key         "<created_at ISO>#<id>"
+    fingerprint   request hash for idempotent submit
+    notified      last status whose result notification was claimed (dedup of result publishes)
+    expires_at    TTL (epoch seconds)
+    ...           every other field of the Task object, as native attributes
+
+Status changes are conditional writes (``status IN sources``), so terminal states never change and two
+writers racing on one task cannot both win.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from easel.contract.status import TaskStatus, sources_of
+from easel.contract.tasks import Task
+from easel.errors import FieldError, StoreError, StoreUnavailable, TaskConflict, TaskNotFound
+
+GSI_BY_TENANT = "by_tenant"
+GSI_BY_STATUS = "by_status"
+PARTITION_KEY = "pk"
+SORT_ATTR = "created_sk"
+TTL_ATTR = "expires_at"
+
+_THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+}
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _to_ddb(value: Any) -> dict[str, Any]:
+    # DynamoDB wants Decimal for numbers; a JSON round trip turns every float into one.
+    return _ser.serialize(json.loads(json.dumps(value), parse_float=Decimal))  # type: ignore[no-any-return]
+
+
+def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _key(tenant: str, task_id: str) -> dict[str, Any]:
+    return {PARTITION_KEY: {"S": f"{tenant}#{task_id}"}}
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def task_to_item(task: Task, *, fingerprint: str | None, retention_days: int) -> dict[str, Any]:
+    doc = task.model_dump(mode="json", exclude={"urls"})
+    doc["created_at"] = _iso(task.created_at)
+    doc.update(
+        {
+            PARTITION_KEY: f"{task.tenant}#{task.id}",
+            "tenant_status": f"{task.tenant}#{task.status}",
+            SORT_ATTR: f"{doc['created_at']}#{task.id}",
+            TTL_ATTR: int((task.created_at + timedelta(days=retention_days)).timestamp()),
+        }
+    )
+    if fingerprint is not None:
+        doc["fingerprint"] = fingerprint
+    return {k: _to_ddb(v) for k, v in doc.items()}
+
+
+def item_to_task(item: dict[str, Any]) -> Task:
+    return Task.model_validate(_from_ddb(item))
+
+
+class TaskStore:
+    """Reads and conditional writes of task items. The boto3 DynamoDB client is injected."""
+
+    def __init__(self, client: Any, table_name: str, *, retention_days: int = 30) -> None:
+        self._ddb = client
+        self._table = table_name
+        self._retention_days = retention_days
+
+    # -- create ---------------------------------------------------------------------------------------
+    def create(self, task: Task, fingerprint: str) -> tuple[Task, bool]:
+        """Insert ``task`` unless its id exists. Returns ``(task, created)``.
+
+        An existing task with the same fingerprint is returned as ``(existing, False)`` (idempotent
+        replay); a different fingerprint raises :class:`TaskConflict`.
+        """
+        item = task_to_item(task, fingerprint=fingerprint, retention_days=self._retention_days)
+        try:
+            self._call(
+                "put_item",
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY},
+            )
+            return task, True
+        except _ConditionFailed:
+            pass
+        raw = self._get_raw(task.tenant, task.id)
+        if raw is None:  # deleted (TTL) between the two calls: the id is free again
+            return self.create(task, fingerprint)
+        existing = item_to_task(raw)
+        if _from_ddb({"f": raw.get("fingerprint", {"NULL": True})})["f"] != fingerprint:
+            raise TaskConflict(f"task '{task.id}' exists with a different request body", existing)
+        return existing, False
+
+    # -- read -----------------------------------------------------------------------------------------
+    def get(self, tenant: str, task_id: str) -> Task:
+        raw = self._get_raw(tenant, task_id)
+        if raw is None:
+            raise TaskNotFound(tenant, task_id)
+        return item_to_task(raw)
+
+    def find(self, tenant: str, task_id: str) -> Task | None:
+        raw = self._get_raw(tenant, task_id)
+        return None if raw is None else item_to_task(raw)
+
+    def list(
+        self,
+        tenant: str,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Task], str | None]:
+        """Newest first. ``cursor`` is the opaque ``next`` of the previous page."""
+        if status is None:
+            index, hash_attr, hash_value = GSI_BY_TENANT, "tenant", tenant
+        else:
+            index, hash_attr, hash_value = GSI_BY_STATUS, "tenant_status", f"{tenant}#{status}"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#h = :h",
+            "ExpressionAttributeNames": {"#h": hash_attr},
+            "ExpressionAttributeValues": {":h": {"S": hash_value}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            start = _decode_cursor(cursor)
+            if start.get(hash_attr, {}).get("S") != hash_value:
+                raise FieldError("next", "cursor does not belong to this listing")
+            kwargs["ExclusiveStartKey"] = start
+        resp = self._call("query", **kwargs)
+        tasks = [item_to_task(i) for i in resp.get("Items", [])]
+        last = resp.get("LastEvaluatedKey")
+        return tasks, (_encode_cursor(last) if last else None)
+
+    # -- status changes -------------------------------------------------------------------------------
+    def transition(
+        self,
+        tenant: str,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        updates: dict[str, Any] | None = None,
+        sources: Iterable[TaskStatus] | None = None,
+        count_attempt: bool = False,
+    ) -> Task:
+        """Move a task to ``target`` if its status is one of ``sources`` (default: the machine's sources).
+
+        Raises :class:`TaskNotFound`, or :class:`TaskConflict` carrying the current task when the status
+        did not allow it. ``updates`` sets top-level fields (JSON values) in the same write.
+        """
+        allowed = sorted(set(sources) if sources is not None else sources_of(target))
+        names = {"#status": "status", "#ts": "tenant_status", "#pk": PARTITION_KEY}
+        values: dict[str, Any] = {":to": {"S": str(target)}, ":ts": {"S": f"{tenant}#{target}"}}
+        sets = ["#status = :to", "#ts = :ts"]
+        for i, (field, value) in enumerate((updates or {}).items()):
+            names[f"#u{i}"] = field
+            values[f":u{i}"] = _to_ddb(value)
+            sets.append(f"#u{i} = :u{i}")
+        expr = "SET " + ", ".join(sets)
+        if count_attempt:
+            names["#att"] = "attempts"
+            values[":one"] = {"N": "1"}
+            values[":zero"] = {"N": "0"}
+            expr += ", #att = if_not_exists(#att, :zero) + :one"
+        placeholders = []
+        for i, s in enumerate(allowed):
+            values[f":s{i}"] = {"S": str(s)}
+            placeholders.append(f":s{i}")
+        try:
+            resp = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_key(tenant, task_id),
+                UpdateExpression=expr,
+                ConditionExpression=f"attribute_exists(#pk) AND #status IN ({', '.join(placeholders)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except _ConditionFailed:
+            current = self.find(tenant, task_id)
+            if current is None:
+                raise TaskNotFound(tenant, task_id) from None
+            raise TaskConflict(
+                f"task '{task_id}' is '{current.status}', cannot move to '{target}'", current
+            ) from None
+        return item_to_task(resp["Attributes"])
+
+    def claim_notification(self, tenant: str, task_id: str, status: TaskStatus) -> bool:
+        """True exactly once per (task, status): deduplicates result notifications across agents."""
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_key(tenant, task_id),
+                UpdateExpression="SET #n = :s",
+                ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#n) OR #n <> :s)",
+                ExpressionAttributeNames={"#n": "notified", "#pk": PARTITION_KEY},
+                ExpressionAttributeValues={":s": {"S": str(status)}},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def _get_raw(self, tenant: str, task_id: str) -> dict[str, Any] | None:
+        resp = self._call(
+            "get_item", TableName=self._table, Key=_key(tenant, task_id), ConsistentRead=True
+        )
+        item: dict[str, Any] | None = resp.get("Item")
+        return item
+
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = getattr(self._ddb, op)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed from None
+            if code in _THROTTLING:
+                raise StoreUnavailable(f"{op} on {self._table}: {code}") from exc
+            raise StoreError(f"{op} on {self._table}: {code}: {exc}") from exc
+        return result
+
+
+class _ConditionFailed(Exception):
+    pass
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise FieldError("next", "not a valid pagination cursor") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise FieldError("next", "not a valid pagination cursor")
+    return data
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

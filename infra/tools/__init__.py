@@ -1,0 +1,1 @@
+"""Small build-time tools for the infrastructure code."""
