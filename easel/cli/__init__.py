@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from easel.cli import bench_cmds, client_cmds, local_cmds, runtime_cmds, schema_cmds
+from easel.cli import bench_cmds, client_cmds, local_cmds, models_cmds, runtime_cmds, schema_cmds
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Easel: Stable Diffusion on AWS.")
-client_cmds.register(app)
-schema_cmds.register(app)
+client_cmds.register(app)  # submit, status, cancel, tasks
+schema_cmds.register(app)  # schema
+app.add_typer(models_cmds.app, name="models", help="List the models (API) or make a tiny local model.")
 app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
-app.add_typer(runtime_cmds.models_app, name="models-store", help="Model store tools (tiny models).")
 app.add_typer(bench_cmds.app, name="bench", help="Benchmarks (results go to docs/benchmarks.md).")
 
 

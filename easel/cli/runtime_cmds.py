@@ -5,4 +5,3 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(no_args_is_help=True)
-models_app = typer.Typer(no_args_is_help=True)
