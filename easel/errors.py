@@ -1,14 +1,14 @@
 """The exception tree of the shared core.
 
-    EaselError
-    ├── ConfigError              config.yaml is invalid (names the key and the reason)
-    ├── ContractError            a payload does not satisfy the task contract
-    │   └── FieldError           ... and we know which field (``field`` is a dotted path)
-    ├── TransitionError          a status change the state machine forbids
-    └── StoreError               the task table refused or failed an operation
-        ├── TaskNotFound
-        ├── TaskConflict         a conditional write lost (idempotency mismatch, concurrent update)
-        └── StoreUnavailable     throttling / transient AWS failure: retry later
+EaselError
+├── ConfigError              config.yaml is invalid (names the key and the reason)
+├── ContractError            a payload does not satisfy the task contract
+│   └── FieldError           ... and we know which field (``field`` is a dotted path)
+├── TransitionError          a status change the state machine forbids
+└── StoreError               the task table refused or failed an operation
+    ├── TaskNotFound
+    ├── TaskConflict         a conditional write lost (idempotency mismatch, concurrent update)
+    └── StoreUnavailable     throttling / transient AWS failure: retry later
 """
 
 from __future__ import annotations

@@ -35,9 +35,7 @@ def check_model(request: TaskRequest, config: EaselConfig) -> str:
         known = ", ".join(m.name for m in config.models)
         raise FieldError("model", f"unknown model '{request.model}'; known models: {known}")
     if request.task_type not in spec.task_types:
-        raise FieldError(
-            "task_type", f"model '{spec.name}' does not support '{request.task_type}'"
-        )
+        raise FieldError("task_type", f"model '{spec.name}' does not support '{request.task_type}'")
     return spec.runtime
 
 

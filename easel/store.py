@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -52,7 +52,7 @@ _de = TypeDeserializer()
 
 def _to_ddb(value: Any) -> dict[str, Any]:
     # DynamoDB wants Decimal for numbers; a JSON round trip turns every float into one.
-    return _ser.serialize(json.loads(json.dumps(value), parse_float=Decimal))  # type: ignore[no-any-return]
+    return cast(dict[str, Any], _ser.serialize(json.loads(json.dumps(value), parse_float=Decimal)))
 
 
 def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
@@ -247,9 +247,7 @@ class TaskStore:
 
     # -- plumbing -------------------------------------------------------------------------------------
     def _get_raw(self, tenant: str, task_id: str) -> dict[str, Any] | None:
-        resp = self._call(
-            "get_item", TableName=self._table, Key=_key(tenant, task_id), ConsistentRead=True
-        )
+        resp = self._call("get_item", TableName=self._table, Key=_key(tenant, task_id), ConsistentRead=True)
         item: dict[str, Any] | None = resp.get("Item")
         return item
 

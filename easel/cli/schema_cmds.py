@@ -11,7 +11,9 @@ from easel.contract.schema import write_schemas
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def schema(out: Path = typer.Option(Path("docs/schemas"), help="directory for the *.schema.json")) -> None:
+    def schema(
+        out: Path = typer.Option(Path("docs/schemas"), help="directory for the *.schema.json"),
+    ) -> None:
         """Write the JSON Schemas of the task contract."""
         for path in write_schemas(out):
             typer.echo(str(path))

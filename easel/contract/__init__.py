@@ -26,8 +26,8 @@ from easel.contract.tasks import (
     parse_queue_message,
     parse_task_request,
     request_fingerprint,
-    routing_attributes,
     result_attributes,
+    routing_attributes,
     sns_attributes,
 )
 

@@ -19,8 +19,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 
 def schema_of(name: str) -> dict[str, Any]:
     model = SCHEMAS[name]
-    mode = "validation" if name == "task-request" else "serialization"
-    schema = model.model_json_schema(mode=mode)
+    schema = model.model_json_schema(mode="validation" if name == "task-request" else "serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
