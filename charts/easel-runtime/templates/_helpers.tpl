@@ -1,0 +1,183 @@
+{{/*
+Helpers of the easel-runtime chart. Each takes the root context (`.`) unless its comment says otherwise.
+*/}}
+
+{{/*
+easel-runtime.name: the chart name (or `nameOverride`), for the `app.kubernetes.io/name` label.
+*/}}
+{{- define "easel-runtime.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+easel-runtime.fullname: the name of every object (default: the release name, `<stack>-<runtime>`, which is
+also `easel.naming.Names.release()` and `.service_account()`). Cluster-scoped objects use it too.
+*/}}
+{{- define "easel-runtime.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 56 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+easel-runtime.chart: `<chart>-<version>` for the `helm.sh/chart` label.
+*/}}
+{{- define "easel-runtime.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+easel-runtime.selectorLabels: the labels that select the pool's pods (Deployment, PDB, NetworkPolicy).
+*/}}
+{{- define "easel-runtime.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "easel-runtime.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+easel.dev/runtime: {{ .Values.runtime.name }}
+{{- end -}}
+
+{{/*
+easel-runtime.labels: the common labels of every object.
+*/}}
+{{- define "easel-runtime.labels" -}}
+helm.sh/chart: {{ include "easel-runtime.chart" . }}
+{{ include "easel-runtime.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: easel
+{{- end -}}
+
+{{/*
+easel-runtime.serviceAccountName: the pod's service account (the EKS Pod Identity association names it).
+*/}}
+{{- define "easel-runtime.serviceAccountName" -}}
+{{- default (include "easel-runtime.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/*
+easel-runtime.image: an image reference from one `images.*` entry (pass the entry, not the root):
+`repository:tag`, or `repository:tag@digest` when a digest is set (the digest then decides what is pulled).
+*/}}
+{{- define "easel-runtime.image" -}}
+{{- if .digest -}}
+{{- printf "%s:%s@%s" .repository .tag .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.terminationGracePeriodSeconds: task timeout + drain margin. The agent's `GET /drain` (the preStop
+hook of both containers) blocks until the task in flight finishes, which takes at most the task timeout, so
+the grace period must never be shorter than that.
+*/}}
+{{- define "easel-runtime.terminationGracePeriodSeconds" -}}
+{{- $timeout := int .Values.runtime.taskTimeoutSeconds -}}
+{{- $grace := add $timeout (int .Values.runtime.drainMarginSeconds) -}}
+{{- if lt (int $grace) $timeout -}}
+{{- fail (printf "runtime.drainMarginSeconds: grace period %d would be shorter than the task timeout %d" $grace $timeout) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}
+
+{{/*
+easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store path.
+*/}}
+{{- define "easel-runtime.modelsJson" -}}
+{{- $models := dict -}}
+{{- range .Values.runtime.models -}}
+{{- $_ := set $models .name .path -}}
+{{- end -}}
+{{- toJson $models -}}
+{{- end -}}
+
+{{/*
+easel-runtime.runtimeCommand: the runtime container's command as a YAML list. Default: `easel runtime serve`
+on all interfaces (kubelet probes reach the pod IP; the NetworkPolicy denies other ingress) with
+`--model <store path>` for a fixed-model runtime: the runtime only sees the models dir, where a model is its
+store path (the `sd_model_checkpoint` value). `runtime.command` replaces it; `runtime.extraArgs` are appended.
+*/}}
+{{- define "easel-runtime.runtimeCommand" -}}
+{{- $cmd := list -}}
+{{- if .Values.runtime.command -}}
+{{- $cmd = .Values.runtime.command -}}
+{{- else -}}
+{{- $cmd = list "easel" "runtime" "serve" "--models-dir" .Values.modelsVolume.mountPath "--host" "0.0.0.0" "--port" (toString (int .Values.runtime.port)) -}}
+{{- if not .Values.runtime.dynamicModels -}}
+{{- $cmd = concat $cmd (list "--model" (first .Values.runtime.models).path) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (concat $cmd .Values.runtime.extraArgs) -}}
+{{- end -}}
+
+{{/*
+easel-runtime.startupFailureThreshold: startup probe failures allowed (10 s period) to cover
+`runtime.startupTimeoutSeconds`, rounded up.
+*/}}
+{{- define "easel-runtime.startupFailureThreshold" -}}
+{{- div (add (int .Values.runtime.startupTimeoutSeconds) 9) 10 -}}
+{{- end -}}
+
+{{/*
+easel-runtime.amiFamily: `Bottlerocket` or `AL2023`, from the family part of `nodePool.amiAlias`.
+*/}}
+{{- define "easel-runtime.amiFamily" -}}
+{{- $family := first (splitList "@" .Values.nodePool.amiAlias) -}}
+{{- if eq $family "bottlerocket" -}}Bottlerocket{{- else if eq $family "al2023" -}}AL2023{{- else -}}
+{{- fail (printf "nodePool.amiAlias: unsupported AMI family %q (bottlerocket or al2023)" $family) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.nodePoolLimits: `nodePool.limits`, or by default enough GPUs for `scaling.maxReplicas` pods plus
+one spare (a rolling update or a spot replacement), as YAML.
+*/}}
+{{- define "easel-runtime.nodePoolLimits" -}}
+{{- if .Values.nodePool.limits -}}
+{{- toYaml .Values.nodePool.limits -}}
+{{- else -}}
+nvidia.com/gpu: {{ mul (add (int .Values.scaling.maxReplicas) 1) (int .Values.runtime.gpus) }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.discoveryTags: the given tag map (pass a dict with `tags` and `root`), or by default
+`karpenter.sh/discovery: <nodePool.clusterName>`, as YAML.
+*/}}
+{{- define "easel-runtime.discoveryTags" -}}
+{{- if .tags -}}
+{{- toYaml .tags -}}
+{{- else -}}
+karpenter.sh/discovery: {{ .root.Values.nodePool.clusterName | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.ebs: one encrypted gp3 EBS volume of the given size (pass a dict with `size` and `root`).
+*/}}
+{{- define "easel-runtime.ebs" -}}
+volumeSize: {{ printf "%dGi" (int .size) }}
+volumeType: gp3
+encrypted: true
+deleteOnTermination: true
+{{- with .root.Values.nodePool.blockDeviceKmsKeyId }}
+kmsKeyID: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+easel-runtime.validate: checks across values that the JSON schema cannot express; fails naming the key.
+Included once, from the Deployment.
+*/}}
+{{- define "easel-runtime.validate" -}}
+{{- if gt (int .Values.scaling.minReplicas) (int .Values.scaling.maxReplicas) -}}
+{{- fail (printf "scaling.minReplicas: %d is more than scaling.maxReplicas %d" (int .Values.scaling.minReplicas) (int .Values.scaling.maxReplicas)) -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $i, $m := .Values.runtime.models -}}
+{{- if hasKey $seen $m.name -}}
+{{- fail (printf "runtime.models.%d.name: duplicate model %q" $i $m.name) -}}
+{{- end -}}
+{{- $_ := set $seen $m.name true -}}
+{{- end -}}
+{{- if and (eq .Values.scaling.identityOwner "workload") .Values.serviceAccount.create (not .Values.serviceAccount.roleArn) -}}
+{{- fail "serviceAccount.roleArn: required when scaling.identityOwner is workload (KEDA assumes that role)" -}}
+{{- end -}}
+{{- end -}}
