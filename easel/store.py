@@ -245,6 +245,25 @@ class TaskStore:
             return False
         return True
 
+    def release_notification(self, tenant: str, task_id: str, status: TaskStatus) -> bool:
+        """Undo a claim whose publish failed, so the next attempt claims and publishes again.
+
+        Conditional on the claim still being ``status``: a later claim (another status) is left alone.
+        """
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_key(tenant, task_id),
+                UpdateExpression="REMOVE #n",
+                ConditionExpression="#n = :s",
+                ExpressionAttributeNames={"#n": "notified"},
+                ExpressionAttributeValues={":s": {"S": str(status)}},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
     # -- plumbing -------------------------------------------------------------------------------------
     def _get_raw(self, tenant: str, task_id: str) -> dict[str, Any] | None:
         resp = self._call("get_item", TableName=self._table, Key=_key(tenant, task_id), ConsistentRead=True)
