@@ -1,0 +1,1 @@
+"""AWS Lambda functions: ``api`` (the REST API) and ``webhooks`` (result callbacks)."""

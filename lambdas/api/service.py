@@ -1,0 +1,131 @@
+"""The API's domain functions: plain code over the task store and the publisher (no HTTP in here).
+
+Submit order: validate (caller) -> model + limits -> store.create (idempotent) -> publish -> task.
+If publishing fails the task is marked ``failed`` (``dispatch_failed``) so it never sits ``queued`` forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from easel.config import EaselConfig
+from easel.contract import QueueMessage, Task, TaskError, TaskRequest, TaskStatus, request_fingerprint
+from easel.limits import check_limits, check_model
+from easel.naming import output_key
+from easel.store import TaskStore, now
+from lambdas.api.deps import DispatchError, Presigner, Publisher
+from lambdas.api.errors import ServiceUnavailable
+
+CANCELABLE = frozenset({TaskStatus.QUEUED, TaskStatus.PROCESSING})
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def build_task(request: TaskRequest, *, tenant: str, runtime: str) -> Task:
+    return Task(
+        id=request.id or new_task_id(),
+        tenant=tenant,
+        status=TaskStatus.QUEUED,
+        task_type=request.task_type,
+        model=request.model,
+        runtime=runtime,
+        priority=request.priority,
+        input=request.input,
+        context=request.context,
+        webhook=str(request.webhook) if request.webhook is not None else None,
+        webhook_events_filter=request.webhook_events_filter,
+        created_at=now(),
+    )
+
+
+def submit(
+    request: TaskRequest,
+    *,
+    tenant: str,
+    config: EaselConfig,
+    store: TaskStore,
+    publisher: Publisher,
+    trace: dict[str, str] | None = None,
+) -> tuple[Task, bool]:
+    """Create and dispatch a task. Returns ``(task, created)``; a replay returns the stored task.
+
+    A replayed task still ``queued`` is published again: the first publish may have been lost (a crash
+    between write and publish) and the agent drops duplicates, so this is safe.
+    """
+    runtime = check_model(request, config)
+    check_limits(request, config.api.limits)
+    task, created = store.create(
+        build_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
+    )
+    if not created and task.status is not TaskStatus.QUEUED:
+        return task, created
+    try:
+        publisher.publish(QueueMessage.from_task(task, trace))
+    except DispatchError as exc:
+        if created:
+            # Nobody will ever pick this task up: say so in the task rather than leave it queued.
+            store.transition(
+                tenant,
+                task.id,
+                TaskStatus.FAILED,
+                updates={
+                    "error": TaskError(code="dispatch_failed", message=str(exc)).model_dump(),
+                    "completed_at": _iso_now(),
+                },
+                sources=[TaskStatus.QUEUED],
+            )
+        raise ServiceUnavailable(
+            "the task could not be queued; retry later", code="dispatch_failed", extra={"id": task.id}
+        ) from exc
+    return task, created
+
+
+def cancel(store: TaskStore, tenant: str, task_id: str) -> Task:
+    """queued|processing -> canceled; a terminal task raises :class:`easel.errors.TaskConflict`."""
+    return store.transition(
+        tenant,
+        task_id,
+        TaskStatus.CANCELED,
+        updates={"completed_at": _iso_now()},
+        sources=CANCELABLE,
+    )
+
+
+def present(
+    task: Task, *, base_url: str, outputs_bucket: str, presigner: Presigner, ttl_seconds: int
+) -> dict[str, Any]:
+    """The task object as clients see it: links to itself and, when succeeded, presigned output URLs."""
+    doc = task.model_dump(mode="json")
+    doc["urls"] = {
+        "get": f"{base_url}/v1/tasks/{task.id}",
+        "cancel": f"{base_url}/v1/tasks/{task.id}/cancel",
+    }
+    if task.status is TaskStatus.SUCCEEDED and task.output is not None:
+        doc["output"]["urls"] = [
+            presigner.presign_get(bucket, key, ttl_seconds)
+            for bucket, key in _own_objects(task, outputs_bucket)
+        ]
+    return doc
+
+
+def output_location(task: Task, outputs_bucket: str) -> str:
+    return f"s3://{outputs_bucket}/{output_key(task.tenant, task.id, 0).rsplit('/', 1)[0]}/"
+
+
+def _own_objects(task: Task, outputs_bucket: str) -> list[tuple[str, str]]:
+    # Presign only this tenant's objects in the outputs bucket: a URL is a capability, and the image
+    # list is written by the agent, so it is checked rather than trusted.
+    prefix = f"s3://{outputs_bucket}/tenants/{task.tenant}/"
+    out = []
+    for uri in task.output.images if task.output else []:
+        if uri.startswith(prefix):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            out.append((bucket, key))
+    return out
+
+
+def _iso_now() -> str:
+    return now().isoformat().replace("+00:00", "Z")

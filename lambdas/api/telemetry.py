@@ -1,0 +1,32 @@
+"""Module-level Powertools Logger and Tracer of the API (shared by app and routes), and its metrics.
+
+Metrics are EMF lines in the ``Easel`` namespace (``POWERTOOLS_METRICS_NAMESPACE`` overrides it), one
+``single_metric`` per event so each carries its own dimensions (a request-wide ``Metrics`` object would
+also warn on every request that adds none). Tracing turns itself off outside Lambda and with
+``POWERTOOLS_TRACE_DISABLED=1`` (local mode).
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from easel.contract import Task
+
+SERVICE = "easel-api"
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+def record_submitted(task: Task) -> None:
+    """One ``TasksSubmitted`` datapoint per new task, by task type and runtime."""
+    with single_metric(
+        name="TasksSubmitted",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Easel",
+    ) as metric:
+        metric.add_dimension(name="task_type", value=str(task.task_type))
+        metric.add_dimension(name="runtime", value=task.runtime)

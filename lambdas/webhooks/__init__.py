@@ -1,0 +1,1 @@
+"""The webhooks Lambda (signed result callbacks). Filled in by its own issue."""
