@@ -1,0 +1,163 @@
+"""The local API gateway: SigV4 check, then the same Lambda handler through a REST proxy event.
+
+A raw ASGI app (no framework routing: every path goes to the handler, as with API Gateway's
+``/{proxy+}``), served by uvicorn on 127.0.0.1 from a background thread. The handler runs in a worker thread
+so a slow request does not block the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio.to_thread
+
+from infra.local.errors import AuthError, StackError
+from infra.local.events import LocalLambdaContext, ProxyResponse, from_proxy_result, proxy_event
+from infra.local.sigv4 import LocalCredential, verify
+
+log = logging.getLogger("easel.local.gateway")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+# API Gateway's own payload cap; the handler enforces the (smaller) configured limit with a 4xx of its own.
+MAX_PAYLOAD = 10 * 1024 * 1024
+
+
+class Gateway:
+    def __init__(
+        self,
+        handler: Handler,
+        credentials: Mapping[str, LocalCredential],
+        region: str,
+        *,
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
+        self._handler = handler
+        self._credentials = dict(credentials)
+        self._region = region
+        self._max_payload = max_payload
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        started = time.monotonic()
+        response = await self._respond(scope, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+        log.info(
+            "%s %s -> %d (%.1f ms)",
+            scope["method"],
+            scope["path"],
+            response.status,
+            (time.monotonic() - started) * 1000,
+        )
+
+    async def _respond(self, scope: dict[str, Any], receive: Any) -> ProxyResponse:
+        body = bytearray()
+        while True:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            if len(body) > self._max_payload:
+                return _error(413, "payload_too_large", f"body over {self._max_payload} bytes")
+            if not message.get("more_body"):
+                break
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        host = next((v for k, v in headers if k.lower() == "host"), "")
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"http://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
+        try:
+            cred = verify(
+                method=scope["method"],
+                url=url,
+                headers=headers,
+                body=bytes(body),
+                credentials=self._credentials,
+                region=self._region,
+            )
+        except AuthError as exc:
+            return _error(403, exc.code, exc.message)
+        client = scope.get("client") or ("127.0.0.1", 0)
+        event = proxy_event(
+            method=scope["method"],
+            path=scope["path"],
+            query=query,
+            headers=headers,
+            body=bytes(body),
+            principal_arn=cred.principal_arn,
+            access_key_id=cred.access_key_id,
+            source_ip=client[0],
+            host=host,
+        )
+        return await anyio.to_thread.run_sync(self._invoke, event)
+
+    def _invoke(self, event: dict[str, Any]) -> ProxyResponse:
+        try:
+            result = self._handler(event, LocalLambdaContext())
+        except Exception:
+            # What API Gateway does when the function itself fails.
+            log.exception("handler raised")
+            return _error(502, "lambda_error", "the API function failed")
+        return from_proxy_result(result)
+
+
+def _error(status: int, code: str, message: str) -> ProxyResponse:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return ProxyResponse(status, [("content-type", "application/json")], body)
+
+
+class GatewayServer:
+    """uvicorn serving a :class:`Gateway` on 127.0.0.1 from a daemon thread."""
+
+    def __init__(self, app: Gateway, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise StackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        self.host, self.port = self._sock.getsockname()[:2]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise StackError(f"the local gateway did not start on {self.url}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()

@@ -1,0 +1,290 @@
+"""The local stack: moto server + provisioned resources + signed gateway + (optionally) worker processes.
+
+``easel local up`` and ``easel local demo`` run this; integration tests start it with ``workers=False``.
+The API handler runs in this process, so :meth:`LocalStack.start` sets the handler's environment
+(``EASEL_*``, ``AWS_ENDPOINT_URL`` = moto, dummy credentials, ``POWERTOOLS_TRACE_DISABLED=1``) in
+``os.environ`` and :meth:`stop` restores it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import string
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from easel.config import EaselConfig, load_config, parse_config
+from easel.naming import Names
+from infra.local import state as state_file
+from infra.local.errors import StackError
+from infra.local.events import ACCOUNT
+from infra.local.gateway import Gateway, GatewayServer
+from infra.local.provision import Resources, provision
+from infra.local.sigv4 import LocalCredential
+from infra.local.state import ChildState, LocalState, TenantCredentials
+from infra.local.supervisor import ChildStatus, Supervisor
+from infra.local.workers import DUMMY_AWS, ensure_models, worker_specs
+
+log = logging.getLogger("easel.local")
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass
+class StackOptions:
+    config_path: Path = Path("config.yaml")
+    port: int = 8787
+    state_path: Path = state_file.DEFAULT_PATH
+    models_dir: Path = Path(".easel/models")
+    work_dir: Path = Path(".easel")
+    workers: bool = True
+    python: str = sys.executable
+    grace_seconds: float = 10.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def principal_arn(tenant: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:user/easel-local/{tenant}"
+
+
+def generate_credentials(config: EaselConfig) -> dict[str, LocalCredential]:
+    """One fresh credential set per tenant, keyed by access key id."""
+    alphabet = string.ascii_uppercase + string.digits
+    out = {}
+    for tenant in config.tenants:
+        akid = "AKIAEASEL" + "".join(secrets.choice(alphabet) for _ in range(11))
+        out[akid] = LocalCredential(
+            tenant=tenant.id,
+            access_key_id=akid,
+            secret_access_key=secrets.token_urlsafe(30)[:40],
+            principal_arn=principal_arn(tenant.id),
+        )
+    return out
+
+
+def with_local_principals(config: EaselConfig, credentials: dict[str, LocalCredential]) -> dict[str, Any]:
+    """The config as JSON for the handler, each tenant also mapped to its local principal ARN."""
+    data = config.model_dump(mode="json")
+    arns = {c.tenant: c.principal_arn for c in credentials.values()}
+    for tenant in data["tenants"]:
+        tenant["principals"] = [*tenant["principals"], arns[tenant["id"]]]
+    parse_config(data, "local config")  # still valid
+    return data
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to one endpoint (moto), whatever the environment says."""
+
+    def __init__(self, endpoint: str, region: str) -> None:
+        import boto3
+
+        self._session = boto3.session.Session(
+            aws_access_key_id=DUMMY_AWS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
+            region_name=region,
+        )
+        self._endpoint = endpoint
+
+    def client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self._endpoint)  # type: ignore[call-overload]
+
+
+class LocalStack:
+    def __init__(
+        self,
+        options: StackOptions,
+        *,
+        config: EaselConfig | None = None,
+        make_model: Callable[[Path], object] | None = None,
+    ) -> None:
+        self.options = options
+        self.config = config or load_config(options.config_path)
+        self.region = self.config.env.region or DEFAULT_REGION
+        self.names = Names.of(self.config, account=ACCOUNT, region=self.region)
+        self._make_model = make_model
+        self._moto: Any = None
+        self._gateway: GatewayServer | None = None
+        self._supervisor: Supervisor | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self.credentials: dict[str, LocalCredential] = {}
+        self.resources: Resources | None = None
+        self.moto_endpoint = ""
+        self.endpoint = ""
+        self.config_file = (options.work_dir / "local-config.json").resolve()
+        self.models_dir = options.models_dir.resolve()
+        self.started_at = ""
+        self.children: list[ChildStatus] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+        try:
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.moto_endpoint = f"http://{host}:{port}"
+            self.credentials = generate_credentials(self.config)
+            self.options.work_dir.mkdir(parents=True, exist_ok=True)
+            self.config_file.write_text(
+                json.dumps(with_local_principals(self.config, self.credentials), indent=2)
+            )
+            self.resources = self.provision()
+            self._apply_env()
+            from lambdas.api.app import handler
+
+            self._gateway = GatewayServer(
+                Gateway(handler, self.credentials, self.region), host="127.0.0.1", port=self.options.port
+            )
+            self._gateway.start()
+            self.endpoint = self._gateway.url
+            self.started_at = datetime.now(UTC).isoformat()
+            if self.options.workers:
+                self._start_workers()
+            self.write_state()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
+        if self._gateway is not None:
+            self._gateway.stop()
+            self._gateway = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self._restore_env()
+        state_file.remove(self.options.state_path)
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def provision(self) -> Resources:
+        return provision(self.config, self.names, self.session())
+
+    def session(self) -> _EndpointSession:
+        return _EndpointSession(self.moto_endpoint, self.region)
+
+    def reset(self) -> None:
+        """Empty moto and provision again (tests): same names, so the running handler keeps working."""
+        import httpx
+
+        httpx.post(f"{self.moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        self.resources = self.provision()
+
+    def handler_env(self) -> dict[str, str]:
+        assert self.resources is not None
+        return {
+            "EASEL_TABLE_NAME": self.resources.table,
+            "EASEL_TASKS_TOPIC_ARN": self.resources.tasks_topic_arn,
+            "EASEL_OUTPUTS_BUCKET": self.resources.outputs_bucket,
+            "EASEL_CONFIG_FILE": str(self.config_file),
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            **DUMMY_AWS,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_SERVICE_NAME": "easel-api",
+            "POWERTOOLS_METRICS_NAMESPACE": "Easel",
+            **self.options.extra_env,
+        }
+
+    def _apply_env(self) -> None:
+        from lambdas.api.deps import set_deps
+
+        env = self.handler_env()
+        for name in [*env, "AWS_PROFILE", "AWS_SESSION_TOKEN"]:
+            self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ.pop("AWS_PROFILE", None)  # a profile would override the dummy keys
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(env)
+        set_deps(None)  # the handler rebuilds its clients from this environment on the next request
+
+    def _restore_env(self) -> None:
+        if not self._saved_env:
+            return
+        from lambdas.api.deps import set_deps
+
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        set_deps(None)
+
+    def _start_workers(self) -> None:
+        assert self.resources is not None
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        made = ensure_models(self.config, self.models_dir, self._make_model)
+        for path in made:
+            log.info("generated tiny model %s", path)
+        specs = worker_specs(
+            self.config,
+            self.resources,
+            models_dir=self.models_dir,
+            moto_endpoint=self.moto_endpoint,
+            python=self.options.python,
+        )
+        self._supervisor = Supervisor(
+            specs,
+            log_dir=(self.options.work_dir / "logs").resolve(),
+            grace_seconds=self.options.grace_seconds,
+            on_change=self._children_changed,
+        )
+        self._supervisor.start()
+
+    def _children_changed(self, children: list[ChildStatus]) -> None:
+        self.children = children
+        if self.endpoint:
+            self.write_state()
+
+    # -- state ----------------------------------------------------------------------------------------
+    def state(self) -> LocalState:
+        if self.resources is None:
+            raise StackError("the local stack is not started")
+        return LocalState(
+            pid=os.getpid(),
+            endpoint=self.endpoint,
+            region=self.region,
+            moto_endpoint=self.moto_endpoint,
+            config_file=str(self.config_file),
+            models_dir=str(self.models_dir),
+            started_at=self.started_at,
+            tenants={
+                c.tenant: TenantCredentials(c.access_key_id, c.secret_access_key, c.principal_arn)
+                for c in self.credentials.values()
+            },
+            resources=self.resources,
+            children={
+                c.name: ChildState(pid=c.pid, port=c.port, restarts=c.restarts, log=c.log)
+                for c in self.children
+            },
+        )
+
+    def write_state(self) -> None:
+        state_file.save(self.state(), self.options.state_path)
+
+    def tenant_credentials(self, tenant: str | None = None) -> LocalCredential:
+        creds = list(self.credentials.values())
+        if tenant is None:
+            return creds[0]
+        for c in creds:
+            if c.tenant == tenant:
+                return c
+        raise StackError(f"no local tenant '{tenant}'")

@@ -1,0 +1,106 @@
+"""The worker "pods" of local mode: per runtime, the runtime server and its queue agent.
+
+Commands and environment follow the process contracts in docs/development.md, so the same programs run
+here as in the Helm chart's two containers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from easel.config import EaselConfig
+from easel.contract.tasks import Lane
+from infra.local.provision import Resources
+from infra.local.supervisor import ChildSpec
+
+# moto accepts any credentials; these only have to exist so botocore signs.
+DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def missing_models(config: EaselConfig, models_dir: Path) -> list[Path]:
+    """Store paths of configured models that are not in ``models_dir``."""
+    return [models_dir / m.store_path for m in config.models if not (models_dir / m.store_path).exists()]
+
+
+def ensure_models(
+    config: EaselConfig, models_dir: Path, make_model: Callable[[Path], object] | None = None
+) -> list[Path]:
+    """Generate a tiny model at every missing store path (CPU-sized, for local runs). Returns what it made."""
+    missing = missing_models(config, models_dir)
+    if missing and make_model is None:
+        from runtime_image.server.tiny import make_tiny_model  # torch/diffusers: only when needed
+
+        make_model = make_tiny_model
+    for path in missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert make_model is not None
+        make_model(path)
+    return missing
+
+
+def worker_specs(
+    config: EaselConfig,
+    resources: Resources,
+    *,
+    models_dir: Path,
+    moto_endpoint: str,
+    python: str = sys.executable,
+    port: Callable[[], int] = free_port,
+) -> list[ChildSpec]:
+    specs: list[ChildSpec] = []
+    for runtime in config.runtimes:
+        models = config.models_of(runtime.name)
+        runtime_port, agent_port = port(), port()
+        argv = [
+            python, "-m", "easel.cli", "runtime", "serve",
+            "--models-dir", str(models_dir), "--host", "127.0.0.1", "--port", str(runtime_port),
+        ]  # fmt: skip
+        if not runtime.dynamic_models:
+            argv += ["--model", models[0].store_path]
+        common = {
+            "PYTHONUNBUFFERED": "1",
+            "AWS_REGION": resources.region,
+            "AWS_DEFAULT_REGION": resources.region,
+        }
+        specs.append(ChildSpec(name=f"{runtime.name}/runtime", argv=argv, env=common, port=runtime_port))
+        lanes = resources.lanes[runtime.name]
+        agent_env = {
+            **common,
+            **DUMMY_AWS,
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "EASEL_RUNTIME": runtime.name,
+            "EASEL_HIGH_QUEUE_URL": lanes[str(Lane.HIGH)].queue_url,
+            "EASEL_NORMAL_QUEUE_URL": lanes[str(Lane.NORMAL)].queue_url,
+            "EASEL_TABLE_NAME": resources.table,
+            "EASEL_OUTPUTS_BUCKET": resources.outputs_bucket,
+            "EASEL_RESULTS_TOPIC_ARN": resources.results_topic_arn,
+            "EASEL_MODELS": json.dumps({m.name: m.store_path for m in models}, sort_keys=True),
+            "EASEL_INPUT_BUCKETS": resources.outputs_bucket,
+            "EASEL_ALLOWED_HTTPS_HOSTS": ",".join(config.inputs.allowed_https_hosts),
+            "EASEL_MAX_INPUT_BYTES": str(config.inputs.max_bytes),
+            "EASEL_MAX_INPUT_PIXELS": str(config.inputs.max_pixels),
+            "EASEL_RUNTIME_URL": f"http://127.0.0.1:{runtime_port}",
+            "EASEL_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
+            "EASEL_VISIBILITY_TIMEOUT_SECONDS": str(runtime.visibility_timeout_seconds),
+            "EASEL_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
+            "EASEL_AGENT_PORT": str(agent_port),
+        }
+        specs.append(
+            ChildSpec(
+                name=f"{runtime.name}/agent",
+                argv=[python, "-m", "queue_agent"],
+                env=agent_env,
+                port=agent_port,
+            )
+        )
+    return specs
