@@ -1,7 +1,42 @@
-"""Placeholder: filled in by its issue."""
+"""``easel models``: list the models from the API; ``easel models make-tiny DIR``: a tiny local model."""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+from pathlib import Path
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from easel.cli.client_cmds import ENDPOINT, JSON, REGION, api_errors, console, make_client
+
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+
+@app.callback()
+def models(ctx: typer.Context, endpoint: str = ENDPOINT, region: str = REGION, as_json: bool = JSON) -> None:
+    """List the models the API serves (GET /v1/models), with the request limits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with api_errors():
+        data = make_client(endpoint, region).models()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table("model", "runtime", "task types")
+    for m in data.get("models", []):
+        table.add_row(m["name"], m["runtime"], ", ".join(m.get("task_types", [])))
+    console.print(table)
+    limits = data.get("limits") or {}
+    if limits:
+        console.print("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))
+
+
+@app.command("make-tiny")
+def make_tiny(directory: Path = typer.Argument(..., help="where to write the model")) -> None:
+    """Write a tiny random Stable Diffusion model (CPU-sized, for local runs and tests)."""
+    from runtime_image.server.tiny import make_tiny_model  # torch/diffusers: only for this command
+
+    make_tiny_model(Path(directory))
+    console.print(f"wrote {directory}")
