@@ -238,7 +238,7 @@ def release_of(docs: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_pod_runs_non_root_without_privileges(render: Render, value_set: str) -> None:
-    spec = pod_spec(render(value_set))
+    values, spec = effective_values(value_set), pod_spec(render(value_set))
     pod = spec["securityContext"]
     assert pod["runAsNonRoot"] is True
     assert pod["runAsUser"] > 0
@@ -252,7 +252,8 @@ def test_pod_runs_non_root_without_privileges(render: Render, value_set: str) ->
         assert sc["allowPrivilegeEscalation"] is False, c["name"]
         assert sc["privileged"] is False, c["name"]
         assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
-        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        key = "runtime" if c["name"] == "runtime" else "agent"
+        assert sc["readOnlyRootFilesystem"] is values[key]["readOnlyRootFilesystem"], c["name"]
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         assert "/tmp" in mounts, f"{c['name']}: no writable /tmp under a read-only root"
 
@@ -341,21 +342,27 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
 def test_runtime_container(render: Render, value_set: str) -> None:
     values, docs = effective_values(value_set), render(value_set)
     runtime = container(docs, "runtime")
-    cmd = runtime["command"]
-    assert cmd[:3] == ["easel", "runtime", "serve"]
-    assert cmd[cmd.index("--models-dir") + 1] == values["modelsVolume"]["mountPath"]
-    assert cmd[cmd.index("--port") + 1] == str(values["runtime"]["port"])
-    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # kubelet probes reach the pod IP
-    if values["runtime"]["dynamicModels"]:
-        assert "--model" not in cmd
+    if values["runtime"]["kind"] == "sdwebui" and not values["runtime"]["command"]:
+        # A stock WebUI image runs its own entrypoint with the extra arguments.
+        assert "command" not in runtime
+        assert runtime["args"] == values["runtime"]["extraArgs"]
     else:
-        assert cmd[cmd.index("--model") + 1] == values["runtime"]["models"][0]["path"]
+        cmd = runtime["command"]
+        assert cmd[:3] == ["easel", "runtime", "serve"]
+        assert cmd[cmd.index("--models-dir") + 1] == values["modelsVolume"]["mountPath"]
+        assert cmd[cmd.index("--port") + 1] == str(values["runtime"]["port"])
+        assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # kubelet probes reach the pod IP
+        if values["runtime"]["dynamicModels"]:
+            assert "--model" not in cmd
+        else:
+            assert cmd[cmd.index("--model") + 1] == values["runtime"]["models"][0]["path"]
+        assert cmd[len(cmd) - len(values["runtime"]["extraArgs"]) :] == values["runtime"]["extraArgs"]
     gpus = values["runtime"]["gpus"]
     assert runtime["resources"]["requests"]["nvidia.com/gpu"] == gpus
     assert runtime["resources"]["limits"]["nvidia.com/gpu"] == gpus
     assert "nvidia.com/gpu" not in container(docs, "queue-agent")["resources"].get("limits", {})
     for probe in ("startupProbe", "readinessProbe"):
-        assert runtime[probe]["httpGet"] == {"path": "/health", "port": "http"}
+        assert runtime[probe]["httpGet"] == {"path": values["runtime"]["healthPath"], "port": "http"}
     startup = runtime["startupProbe"]
     assert (
         startup["periodSeconds"] * startup["failureThreshold"] >= values["runtime"]["startupTimeoutSeconds"]
@@ -520,7 +527,6 @@ BAD_VALUES = [
         "models",
         id="fixed-runtime-with-two-models",
     ),
-    pytest.param(["--set", "runtime.kind=sdwebui"], "command", id="sdwebui-without-command"),
 ]
 
 
@@ -610,6 +616,19 @@ def test_readme_generator_refuses_an_undocumented_value(tmp_path: Path) -> None:
         text.replace("scaling:\n", "scaling:\n  # -- A new knob.\n  newKnob: 1\n", 1)
     )
     assert "| `scaling.newKnob` | any | `1` | A new knob. |" in gen.table(chart)
+
+
+def test_defaults_are_the_safe_choices() -> None:
+    values = effective_values("default")
+    assert values["runtime"]["readOnlyRootFilesystem"] is True
+    assert values["agent"]["readOnlyRootFilesystem"] is True
+    assert values["runtime"]["healthPath"] == "/health"
+    assert values["nodePool"]["capacityTypes"] == ["spot", "on-demand"]
+    assert values["podDisruptionBudget"]["enabled"] is True
+    assert values["networkPolicy"]["enabled"] is True
+    assert values["serviceAccount"]["automountToken"] is False
+    for image in values["images"].values():
+        assert image["tag"] != "latest"
 
 
 def test_values_file_sets_are_distinct() -> None:

@@ -89,22 +89,26 @@ easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store pa
 {{- end -}}
 
 {{/*
-easel-runtime.runtimeCommand: the runtime container's command as a YAML list. Default: `easel runtime serve`
-on all interfaces (kubelet probes reach the pod IP; the NetworkPolicy denies other ingress) with
-`--model <store path>` for a fixed-model runtime: the runtime only sees the models dir, where a model is its
-store path (the `sd_model_checkpoint` value). `runtime.command` replaces it; `runtime.extraArgs` are appended.
+easel-runtime.runtimeCommand: the runtime container's command as a YAML list, or nothing when the image's
+entrypoint runs (`kind: sdwebui` without `runtime.command`; `runtime.extraArgs` are then the `args`).
+Default for `kind: diffusers`: `easel runtime serve` on all interfaces (kubelet probes reach the pod IP; the
+NetworkPolicy denies other ingress), with `--model <store path>` for a fixed-model runtime: the runtime only
+sees the models dir, where a model is its store path (the `sd_model_checkpoint` value).
+`runtime.command` replaces the default; `runtime.extraArgs` are appended.
 */}}
 {{- define "easel-runtime.runtimeCommand" -}}
 {{- $cmd := list -}}
 {{- if .Values.runtime.command -}}
 {{- $cmd = .Values.runtime.command -}}
-{{- else -}}
+{{- else if eq .Values.runtime.kind "diffusers" -}}
 {{- $cmd = list "easel" "runtime" "serve" "--models-dir" .Values.modelsVolume.mountPath "--host" "0.0.0.0" "--port" (toString (int .Values.runtime.port)) -}}
 {{- if not .Values.runtime.dynamicModels -}}
 {{- $cmd = concat $cmd (list "--model" (first .Values.runtime.models).path) -}}
 {{- end -}}
 {{- end -}}
+{{- if $cmd -}}
 {{- toYaml (concat $cmd .Values.runtime.extraArgs) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
