@@ -1,0 +1,100 @@
+"""``python -m queue_agent``: settings from the environment (once), clients, health endpoint, loop.
+
+Exit codes: 0 after a drain (SIGTERM, SIGINT or GET /drain followed by SIGTERM), 2 on invalid settings,
+1 if the loop died.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+import boto3
+import httpx
+from botocore.config import Config
+from pydantic import ValidationError
+
+from queue_agent.health import HealthServer, Probes
+from queue_agent.loop import Agent
+from queue_agent.settings import AgentSettings
+from queue_agent.shutdown import install_signal_handlers
+from queue_agent.telemetry import configure_logging
+
+log = logging.getLogger("queue_agent")
+
+
+def build_agent(settings: AgentSettings) -> Agent:
+    session = boto3.Session(region_name=settings.aws_region)
+    client_config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        # The long poll waits up to 20 s; the read timeout must be longer than any WaitTimeSeconds.
+        read_timeout=30,
+        connect_timeout=5,
+        max_pool_connections=16,
+    )
+    # trust_env=False: no HTTP(S)_PROXY detour, neither for localhost nor for vetted input addresses.
+    runtime_http = httpx.Client(base_url=settings.runtime_url, trust_env=False)
+    input_http = httpx.Client(trust_env=False, follow_redirects=False, http2=False)
+    return Agent(
+        settings,
+        session=session,
+        runtime_http=runtime_http,
+        input_http=input_http,
+        client_config=client_config,
+    )
+
+
+def main() -> int:
+    try:
+        settings = AgentSettings()  # required fields come from the environment
+    except ValidationError as exc:
+        configure_logging()
+        log.error("invalid agent settings", extra={"errors": exc.errors(include_url=False)})
+        return 2
+    configure_logging(settings.agent_log_level)
+    agent = build_agent(settings)
+    install_signal_handlers(agent.shutdown)
+    health = HealthServer(
+        Probes(
+            ready=agent.ready_state,
+            live=agent.live_state,
+            drain=agent.drain,
+            stats=agent.stats.snapshot,
+            drain_timeout=settings.agent_shutdown_grace_seconds + 30,
+        ),
+        host=settings.agent_host,
+        port=settings.agent_port,
+    ).start()
+    log.info(
+        "queue agent starting",
+        extra={
+            "runtime": settings.runtime,
+            "runtime_url": settings.runtime_url,
+            "agent_port": health.port,
+            "models": sorted(settings.models),
+        },
+    )
+    try:
+        code = agent.run()
+    except Exception:
+        return 1
+    if agent.shutdown.reason == "drain":
+        # Drained by GET /drain (preStop): stay up, idle and unready, until the kubelet's SIGTERM.
+        stopped = threading.Event()
+        install_signal_handlers_for(stopped)
+        stopped.wait()
+    health.stop()
+    log.info("queue agent stopped", extra={"exit_code": code})
+    return code
+
+
+def install_signal_handlers_for(event: threading.Event) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: event.set())
+    signal.signal(signal.SIGINT, lambda *_: event.set())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Output upload to deterministic keys ``tenants/<tenant>/tasks/<id>/<n>.png`` (first writer wins).
+
+Keys depend only on the task, so a redelivered task can never produce a second set of files. Each put is
+conditional (``If-None-Match: *``): an object already there (an earlier attempt, or a concurrent agent on
+a duplicate delivery) is kept, so outputs a client may already have seen never change under it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from easel.naming import output_key
+from queue_agent.errors import RuntimeFault, aws_call
+
+log = logging.getLogger(__name__)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
+
+
+def as_png(data: bytes) -> bytes:
+    """The runtime answers PNG; anything else it might send (a stock WebUI set to JPEG) is converted."""
+    if data.startswith(PNG_MAGIC):
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            return out.getvalue()
+    except (OSError, ValueError) as exc:
+        raise RuntimeFault(f"runtime returned an image that cannot be decoded: {exc}") from exc
+
+
+class OutputWriter:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+
+    def uri(self, tenant: str, task_id: str, index: int) -> str:
+        return f"s3://{self._bucket}/{output_key(tenant, task_id, index)}"
+
+    def upload(self, tenant: str, task_id: str, images: list[bytes]) -> list[str]:
+        uris = []
+        for n, data in enumerate(images):
+            key = output_key(tenant, task_id, n)
+            try:
+                with aws_call("upload output"):
+                    self._s3.put_object(
+                        Bucket=self._bucket,
+                        Key=key,
+                        Body=as_png(data),
+                        ContentType="image/png",
+                        IfNoneMatch="*",
+                    )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code", "") not in _EXISTS:
+                    raise
+                log.info("output exists, kept", extra={"task_id": task_id, "key": key})
+            uris.append(self.uri(tenant, task_id, n))
+        return uris
+
+    def discard(self, tenant: str, task_id: str, count: int) -> None:
+        """Best effort removal of a canceled task's outputs."""
+        if count <= 0:
+            return
+        try:
+            with aws_call("discard outputs"):
+                self._s3.delete_objects(
+                    Bucket=self._bucket,
+                    Delete={
+                        "Objects": [{"Key": output_key(tenant, task_id, n)} for n in range(count)],
+                        "Quiet": True,
+                    },
+                )
+        except Exception:
+            log.exception("could not discard outputs", extra={"task_id": task_id})

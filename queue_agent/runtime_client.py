@@ -1,0 +1,227 @@
+"""Client of the runtime's SD WebUI API subset (localhost), with errors mapped to the agent's tree.
+
+connect error, dropped connection, 503     -> RuntimeUnavailable   (retryable)
+404 on /sdapi/v1/options                   -> ModelMissing         (permanent)
+400, 404, 422 on a generation              -> RuntimeRejected      (permanent, names the detail)
+other 4xx/5xx, undecodable answer          -> RuntimeFault         (unknown)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from easel.contract import GenerationInput
+from queue_agent.errors import ModelMissing, RuntimeFault, RuntimeRejected, RuntimeUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeHealth(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    FAILED = "failed"
+    DOWN = "down"  # not a runtime state: we could not reach it
+
+
+class RuntimeClient:
+    """One runtime, one generation at a time (the caller serializes); ``http`` is injected."""
+
+    def __init__(self, http: httpx.Client, *, generate_timeout: float = 960.0) -> None:
+        self._http = http
+        self._generate_timeout = generate_timeout
+
+    # -- health -------------------------------------------------------------------------------------------
+    def health(self) -> RuntimeHealth:
+        try:
+            r = self._http.get("/health", timeout=5.0)
+            state = r.json().get("status", "") if r.status_code in (200, 503) else ""
+            return RuntimeHealth(state)
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return RuntimeHealth.DOWN
+
+    def wait_ready(
+        self,
+        timeout: float,
+        *,
+        stop: threading.Event | None = None,
+        first_delay: float = 0.1,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> bool:
+        """Poll /health with exponential delays until ``ready``; False after ``timeout`` (or on stop).
+
+        Every state change is logged, and a warning at least every 30 s, so a runtime that never becomes
+        ready is visible in the pod's logs, not only in its failing readiness probe.
+        """
+        stop = stop or threading.Event()
+        wait = sleep or stop.wait
+        started = time.monotonic()
+        delay = first_delay
+        last: RuntimeHealth | None = None
+        last_warned = started
+        while True:
+            state = self.health()
+            waited = time.monotonic() - started
+            if state is RuntimeHealth.READY:
+                if last is not None:
+                    log.info("runtime ready", extra={"waited_seconds": round(waited, 3)})
+                return True
+            if state is not last:
+                log.info("waiting for runtime", extra={"runtime_state": str(state)})
+                last = state
+            elif time.monotonic() - last_warned >= 30:
+                log.warning(
+                    "runtime still not ready",
+                    extra={"runtime_state": str(state), "waited_seconds": round(waited, 1)},
+                )
+                last_warned = time.monotonic()
+            if waited >= timeout:
+                log.error(
+                    "runtime not ready within bound",
+                    extra={"runtime_state": str(state), "bound_seconds": timeout},
+                )
+                return False
+            if wait(min(delay, max(0.0, timeout - waited))) or stop.is_set():
+                return False
+            delay = min(delay * 2, max_delay)
+
+    # -- model --------------------------------------------------------------------------------------------
+    def current_model(self) -> str | None:
+        r = self._call("GET", "/sdapi/v1/options", timeout=30.0)
+        value = _json(r).get("sd_model_checkpoint")
+        return str(value) if value is not None else None
+
+    def set_model(self, store_path: str) -> None:
+        r = self._call(
+            "POST",
+            "/sdapi/v1/options",
+            json={"sd_model_checkpoint": store_path},
+            timeout=self._generate_timeout,
+            not_found=lambda detail: ModelMissing(f"runtime has no model '{store_path}': {detail}"),
+        )
+        _json(r)
+
+    def ensure_model(self, store_path: str) -> bool:
+        """Switch only when the runtime's current model differs; True if a switch happened."""
+        if self.current_model() == store_path:
+            return False
+        self.set_model(store_path)
+        return True
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def generate(self, kind: str, body: dict[str, Any]) -> list[bytes]:
+        """POST /sdapi/v1/{txt2img|img2img}; returns the decoded images (PNG bytes)."""
+        r = self._call("POST", f"/sdapi/v1/{kind}", json=body, timeout=self._generate_timeout)
+        images = _json(r).get("images")
+        if not isinstance(images, list):
+            raise RuntimeFault(f"{kind}: answer has no 'images' list")
+        out = []
+        for i, item in enumerate(images):
+            if not isinstance(item, str):
+                raise RuntimeFault(f"{kind}: images[{i}] is not a string")
+            _, _, b64 = item.rpartition(",")  # tolerate data: URLs
+            try:
+                out.append(base64.b64decode(b64, validate=True))
+            except (binascii.Error, ValueError):
+                raise RuntimeFault(f"{kind}: images[{i}] is not base64") from None
+        return out
+
+    def interrupt(self) -> bool:
+        """Best effort: stop the running generation between steps. Never raises."""
+        try:
+            return self._http.post("/sdapi/v1/interrupt", timeout=5.0).status_code < 400
+        except httpx.HTTPError as exc:
+            log.warning("runtime interrupt failed", extra={"error": str(exc)})
+            return False
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float,
+        json: Any = None,
+        not_found: Callable[[str], Exception] | None = None,
+    ) -> httpx.Response:
+        what = f"{method} {path}"
+        try:
+            r = self._http.request(method, path, json=json, timeout=httpx.Timeout(timeout, connect=5.0))
+        except httpx.TransportError as exc:
+            # Connect errors, timeouts and dropped connections: the runtime is down or restarting.
+            raise RuntimeUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+        if r.status_code < 400:
+            return r
+        detail = _detail(r)
+        if r.status_code == 503:
+            raise RuntimeUnavailable(f"{what}: 503 {detail}")
+        if r.status_code == 404 and not_found is not None:
+            raise not_found(detail)
+        if r.status_code in (400, 404, 422):
+            raise RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
+        raise RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
+
+
+def _json(r: httpx.Response) -> dict[str, Any]:
+    try:
+        data = r.json()
+    except ValueError:
+        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not a JSON object")
+    return data
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:300]
+    if isinstance(data, dict):
+        for key in ("detail", "error", "message", "errors"):
+            if key in data:
+                return str(data[key])[:300]
+    return str(data)[:300]
+
+
+def runtime_body(
+    data: GenerationInput, *, init_images: list[bytes] | None = None, lora_style: str = "field"
+) -> tuple[str, dict[str, Any]]:
+    """Map a task's input to the SD WebUI request: ``("txt2img"|"img2img", body)``.
+
+    Only fields with a meaning are sent (neutral WebUI fields are left to their defaults), so the body is
+    accepted by the Easel runtime and by a stock AUTOMATIC1111 alike. LoRAs travel as a ``loras`` list
+    (Easel runtime) or as ``<lora:name:weight>`` prompt tags (stock WebUI), per ``EASEL_AGENT_LORA_STYLE``.
+    """
+    body: dict[str, Any] = {
+        "prompt": data.prompt,
+        "negative_prompt": data.negative_prompt,
+        "steps": data.steps,
+        "width": data.width,
+        "height": data.height,
+        "cfg_scale": data.cfg_scale,
+        "sampler_name": data.sampler_name,
+        "seed": data.seed,
+        "batch_size": data.batch_size,
+    }
+    if data.loras:
+        if lora_style == "prompt":
+            tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in data.loras)
+            body["prompt"] = f"{data.prompt} {tags}"
+        else:
+            body["loras"] = [{"name": lora.name, "weight": lora.weight} for lora in data.loras]
+    if init_images:
+        body["init_images"] = [base64.b64encode(img).decode("ascii") for img in init_images]
+        body["denoising_strength"] = data.denoising_strength
+        return "img2img", body
+    return "txt2img", body

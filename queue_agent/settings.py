@@ -1,0 +1,97 @@
+"""The agent's settings: one pydantic-settings object, read from the environment once, at start.
+
+The ``EASEL_*`` names of docs/development.md are the contract with the chart and the local supervisor.
+``EASEL_AGENT_*`` variables are tuning knobs with production defaults; nothing needs to set them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="ignore", frozen=True)
+
+    # -- the process contract (docs/development.md) ------------------------------------------------------
+    runtime: str
+    high_queue_url: str
+    normal_queue_url: str
+    table_name: str
+    outputs_bucket: str
+    results_topic_arn: str
+    models: dict[str, str] = Field(description="model name -> store path (sd_model_checkpoint)")
+    input_buckets: CommaList = []
+    allowed_https_hosts: CommaList = []
+    max_input_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    max_input_pixels: Annotated[int, Field(ge=1)] = 4096 * 4096
+    runtime_url: str = "http://127.0.0.1:8080"
+    task_timeout_seconds: Annotated[float, Field(gt=0)] = 900
+    visibility_timeout_seconds: Annotated[int, Field(ge=1, le=43200)] = 960
+    max_receive_count: Annotated[int, Field(ge=1)] = 3
+    agent_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    aws_region: str | None = Field(default=None, validation_alias=AliasChoices("AWS_REGION"))
+    aws_endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL"))
+
+    # -- tuning (EASEL_AGENT_*) --------------------------------------------------------------------------
+    # Probes come from the kubelet to the pod IP, so listen on every interface in the pod.
+    agent_host: str = "0.0.0.0"
+    # Messages received ahead of the running task (inputs fetched meanwhile). Small: held messages are
+    # invisible to other pods. High-lane messages may use one slot more than normal ones, so a high task
+    # that arrives while normal ones are prefetched is still received and runs first.
+    agent_prefetch: Annotated[int, Field(ge=1, le=9)] = 1
+    agent_high_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 1
+    agent_normal_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 2
+    # Default: a quarter of the visibility timeout (capped at 60 s) so two beats may fail before expiry.
+    agent_heartbeat_seconds: Annotated[float | None, Field(gt=0)] = None
+    agent_cancel_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    agent_backoff_base_seconds: Annotated[int, Field(ge=0)] = 5
+    agent_backoff_cap_seconds: Annotated[int, Field(ge=0, le=43200)] = 600
+    agent_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 25.0
+    agent_runtime_ready_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    agent_input_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # "field": send ``loras`` in the body (Easel runtime); "prompt": <lora:name:weight> tags (stock A1111).
+    agent_lora_style: Literal["field", "prompt"] = "field"
+    agent_emf: bool = True
+    agent_log_level: str = "INFO"
+    # TEST ONLY, never set in production: exact origins (e.g. "http://127.0.0.1:8123") from which inputs may
+    # be fetched over plain http and whatever address they resolve to (the fetcher still pins the IP and
+    # re-vets every redirect hop). Exists so tests can exercise the https path against a loopback server.
+    agent_test_insecure_origins: CommaList = []
+
+    @field_validator("input_buckets", "allowed_https_hosts", "agent_test_insecure_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("allowed_https_hosts")
+    @classmethod
+    def _lower_hosts(cls, v: list[str]) -> list[str]:
+        return [h.lower().rstrip(".") for h in v]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentSettings:
+        if not self.models:
+            raise ValueError("EASEL_MODELS: must name at least one model")
+        if self.heartbeat_seconds >= self.visibility_timeout_seconds:
+            raise ValueError(
+                "EASEL_AGENT_HEARTBEAT_SECONDS: must be below EASEL_VISIBILITY_TIMEOUT_SECONDS "
+                f"({self.visibility_timeout_seconds})"
+            )
+        return self
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        if self.agent_heartbeat_seconds is not None:
+            return self.agent_heartbeat_seconds
+        return min(60.0, self.visibility_timeout_seconds / 4)
+
+    @property
+    def allowed_input_buckets(self) -> frozenset[str]:
+        return frozenset([self.outputs_bucket, *self.input_buckets])

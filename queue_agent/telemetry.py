@@ -1,0 +1,176 @@
+"""Logs, metrics, traces and counters of the agent.
+
+- Logs are JSON lines on stdout (one object per record, ``extra`` fields merged in).
+- Each finished task logs one ``task_done`` line with id, tenant, runtime, status and the seconds; with
+  ``EASEL_AGENT_EMF`` it is also a CloudWatch Embedded Metric Format document, so the same line becomes
+  metrics (namespace Easel, dimensions runtime and status) without an agent-side client.
+- Traces: the W3C context of ``QueueMessage.trace_context`` is the parent of one span per task
+  (opentelemetry-api; whoever runs the agent decides on an SDK/exporter).
+- :class:`AgentStats`: counters for benchmarks and ``GET /stats`` (runtime busy time, tasks done, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Tracer
+
+_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if "_aws" in record.__dict__:
+            doc["_aws"] = record.__dict__["_aws"]
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # botocore/urllib3/httpx at INFO log every request: noise at our rates.
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_METRIC_NAMES = ("queue_seconds", "predict_seconds", "gpu_seconds")
+
+
+def task_done_record(
+    *,
+    task_id: str,
+    tenant: str,
+    runtime: str,
+    status: str,
+    metrics: dict[str, float | None],
+    code: str | None = None,
+    emf: bool = True,
+    namespace: str = "Easel",
+) -> dict[str, Any]:
+    """The ``extra`` of the per-task log line (EMF document when ``emf``)."""
+    record: dict[str, Any] = {
+        "event": "task_done",
+        "task_id": task_id,
+        "tenant": tenant,
+        "runtime": runtime,
+        "status": status,
+        "error_code": code,
+        "tasks": 1,
+    }
+    for name in _METRIC_NAMES:
+        record[name] = metrics.get(name)
+    if emf:
+        present = [n for n in _METRIC_NAMES if isinstance(metrics.get(n), int | float)]
+        record["_aws"] = {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["runtime", "status"], ["runtime", "tenant"]],
+                    "Metrics": [{"Name": "tasks", "Unit": "Count"}]
+                    + [{"Name": n, "Unit": "Seconds"} for n in present],
+                }
+            ],
+        }
+    return record
+
+
+def start_task_span(tracer: Tracer, carrier: dict[str, str], name: str, attributes: dict[str, Any]) -> Span:
+    """A consumer span whose parent is the producer's W3C trace context (``traceparent``)."""
+    ctx = propagate.extract(carrier)
+    return tracer.start_span(name, context=ctx, kind=SpanKind.CONSUMER, attributes=attributes)
+
+
+def default_tracer() -> Tracer:
+    return trace.get_tracer("queue_agent")
+
+
+class AgentStats:
+    """Counters a benchmark reads (``Agent.stats.snapshot()`` or ``GET /stats``).
+
+    ``runtime_busy_seconds`` is the time spent inside runtime calls (model switch + generation);
+    dividing it by the wall time gives the runtime busy fraction.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self.runtime_busy_seconds = 0.0
+        self.generate_seconds = 0.0
+        self.model_switches = 0
+        self.first_runtime_call: float | None = None
+        self.last_runtime_call_end: float | None = None
+        self.received = 0
+        self.deleted = 0
+        self.retried = 0
+        self.returned = 0
+        self.left = 0
+        self.outcomes: Counter[str] = Counter()
+
+    def runtime_call(self, seconds: float, *, generate: bool, switched: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.runtime_busy_seconds += seconds
+            if generate:
+                self.generate_seconds += seconds
+            if switched:
+                self.model_switches += 1
+            if self.first_runtime_call is None:
+                self.first_runtime_call = now - seconds
+            self.last_runtime_call_end = now
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def outcome(self, status: str) -> None:
+        with self._lock:
+            self.outcomes[status] += 1
+
+    @property
+    def tasks_done(self) -> int:
+        with self._lock:
+            return sum(self.outcomes.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            now = time.monotonic()
+            span = None
+            if self.first_runtime_call is not None and self.last_runtime_call_end is not None:
+                span = self.last_runtime_call_end - self.first_runtime_call
+            return {
+                "uptime_seconds": now - self.started,
+                "runtime_busy_seconds": self.runtime_busy_seconds,
+                "generate_seconds": self.generate_seconds,
+                "runtime_active_span_seconds": span,
+                "busy_fraction_of_active_span": (self.runtime_busy_seconds / span) if span else None,
+                "model_switches": self.model_switches,
+                "tasks_done": sum(self.outcomes.values()),
+                "outcomes": dict(self.outcomes),
+                "received": self.received,
+                "deleted": self.deleted,
+                "retried": self.retried,
+                "returned": self.returned,
+                "left": self.left,
+            }
