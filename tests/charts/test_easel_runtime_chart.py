@@ -283,10 +283,14 @@ def test_grace_period_covers_a_whole_task(render: Render, value_set: str) -> Non
     grace = pod_spec(docs)["terminationGracePeriodSeconds"]
     assert grace >= timeout
     assert grace == timeout + values["runtime"]["drainMarginSeconds"]
+    # The agent lets the started task run for its shutdown grace, then answers /drain within 30 s.
+    agent_grace = int(env_of(container(docs, "queue-agent"))["EASEL_AGENT_SHUTDOWN_GRACE_SECONDS"])
+    assert agent_grace <= timeout
+    assert grace >= agent_grace + 30
     assert env_of(container(docs, "queue-agent"))["EASEL_TASK_TIMEOUT_SECONDS"] == str(timeout)
 
 
-@pytest.mark.parametrize(("timeout", "margin"), [(30, 10), (899, 10), (3600, 300), (43200, 3600)])
+@pytest.mark.parametrize(("timeout", "margin"), [(30, 30), (899, 30), (3600, 300), (43200, 3600)])
 def test_grace_period_helper_over_the_allowed_range(helm: str, timeout: int, margin: int) -> None:
     proc = run_helm(
         helm,
@@ -321,8 +325,14 @@ def test_pdb_covers_the_pool_pods(render: Render, value_set: str) -> None:
 def test_agent_env_is_the_documented_contract(render: Render, value_set: str) -> None:
     values, docs = effective_values(value_set), render(value_set)
     env = env_of(container(docs, "queue-agent"))
-    extra = {e["name"] for e in values["agent"]["extraEnv"]} | {"HOME"}
+    # Besides the contract: HOME (read-only root), the agent's tuning knobs the chart derives, extraEnv.
+    tuning = {"EASEL_AGENT_SHUTDOWN_GRACE_SECONDS", "EASEL_AGENT_LORA_STYLE"}
+    extra = {e["name"] for e in values["agent"]["extraEnv"]} | {"HOME"} | tuning
     assert set(env) - extra == agent_env_contract() - LOCAL_ONLY_ENV
+    shutdown_grace = values["agent"]["shutdownGraceSeconds"] or values["runtime"]["taskTimeoutSeconds"]
+    assert env["EASEL_AGENT_SHUTDOWN_GRACE_SECONDS"] == str(shutdown_grace)
+    # A stock WebUI takes LoRAs as prompt tags.
+    assert env.get("EASEL_AGENT_LORA_STYLE") == ("prompt" if values["runtime"]["kind"] == "sdwebui" else None)
     assert env["EASEL_RUNTIME"] == values["runtime"]["name"]
     assert env["EASEL_HIGH_QUEUE_URL"] == values["queues"]["high"]["url"]
     assert env["EASEL_NORMAL_QUEUE_URL"] == values["queues"]["normal"]["url"]
@@ -522,6 +532,7 @@ BAD_VALUES = [
     pytest.param(["--set-string", "runtime.taskTimeoutSeconds=900"], "taskTimeoutSeconds", id="wrong-type"),
     pytest.param(["--set", "runtime.taskTimeoutSeconds=10"], "taskTimeoutSeconds", id="timeout-too-short"),
     pytest.param(["--set", "queues.high.url="], "url", id="empty-queue-url"),
+    pytest.param(["--set", "runtime.drainMarginSeconds=10"], "drainMarginSeconds", id="margin-too-short"),
     pytest.param(
         ["--set-json", 'runtime.models=[{"name":"a","path":"a"},{"name":"b","path":"b"}]'],
         "models",
@@ -556,6 +567,9 @@ TEMPLATE_CHECKS = [
         id="duplicate-model",
     ),
     pytest.param(["--set", "serviceAccount.roleArn="], "serviceAccount.roleArn", id="workload-without-role"),
+    pytest.param(
+        ["--set", "agent.shutdownGraceSeconds=901"], "agent.shutdownGraceSeconds", id="agent-grace>timeout"
+    ),
 ]
 
 

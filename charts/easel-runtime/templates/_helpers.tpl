@@ -78,6 +78,20 @@ the grace period must never be shorter than that.
 {{- end -}}
 
 {{/*
+easel-runtime.agentShutdownGraceSeconds: how long the agent lets a started task run after a drain:
+`agent.shutdownGraceSeconds`, or the task timeout when 0. Never more than the task timeout, so it always
+ends inside the pod's termination grace period.
+*/}}
+{{- define "easel-runtime.agentShutdownGraceSeconds" -}}
+{{- $timeout := int .Values.runtime.taskTimeoutSeconds -}}
+{{- $grace := int .Values.agent.shutdownGraceSeconds -}}
+{{- if gt $grace $timeout -}}
+{{- fail (printf "agent.shutdownGraceSeconds: %d is more than runtime.taskTimeoutSeconds %d" $grace $timeout) -}}
+{{- end -}}
+{{- ternary $timeout $grace (eq $grace 0) -}}
+{{- end -}}
+
+{{/*
 easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store path.
 */}}
 {{- define "easel-runtime.modelsJson" -}}
