@@ -379,6 +379,7 @@ def test_runtime_container(render: Render, value_set: str) -> None:
     )
     assert {"name": "http", "containerPort": values["runtime"]["port"], "protocol": "TCP"} in runtime["ports"]
     assert ("EASEL_TORCH_COMPILE" in env_of(runtime)) is values["runtime"]["torchCompile"]
+    assert env_of(runtime).get("EASEL_CACHE_MAX_BYTES") == (values["runtime"]["modelCacheSize"] or None)
     models_mount = next(m for m in runtime["volumeMounts"] if m["name"] == "models")
     assert models_mount == {
         "name": "models",
@@ -533,6 +534,7 @@ BAD_VALUES = [
     pytest.param(["--set", "runtime.taskTimeoutSeconds=10"], "taskTimeoutSeconds", id="timeout-too-short"),
     pytest.param(["--set", "queues.high.url="], "url", id="empty-queue-url"),
     pytest.param(["--set", "runtime.drainMarginSeconds=10"], "drainMarginSeconds", id="margin-too-short"),
+    pytest.param(["--set", "runtime.modelCacheSize=lots"], "modelCacheSize", id="cache-size"),
     pytest.param(
         ["--set-json", 'runtime.models=[{"name":"a","path":"a"},{"name":"b","path":"b"}]'],
         "models",
