@@ -1,7 +1,77 @@
-"""Placeholder: filled in by its issue."""
+"""``easel bench agent|runtime|api``: each prints a rich table and, with ``--json FILE``, writes the numbers.
+
+Every result is a ratio against a baseline (or a physical limit) measured in the same run: the machines
+these run on are shared and noisy. What each number means: docs/benchmarks.md.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True)
+# Tables are wide: do not squeeze them into 80 columns when the output is a pipe or a file.
+console = Console(width=None if Console().is_terminal else 160)
+
+JSON_OPT = typer.Option(None, "--json", help="also write the results as JSON to this file")
+
+
+@app.command()
+def agent(
+    hold_ms: list[float] = typer.Option(
+        [100.0, 250.0, 1500.0], "--hold-ms", help="simulated GPU time per task (repeatable)"
+    ),
+    tasks: int = typer.Option(
+        36, "--tasks", min=1, max=200, help="tasks per run (keep moto's backlog small)"
+    ),
+    only: str | None = typer.Option(None, "--only", help="run just one agent: easel or baseline"),
+    workdir: Path | None = typer.Option(None, "--workdir", help="keep agent logs and probe events here"),
+    json_path: Path | None = JSON_OPT,
+) -> None:
+    """Easel's queue agent vs a serial stable-diffusion-on-eks-style agent, on a synthetic runtime."""
+    from easel.bench import agent as bench
+    from easel.bench.report import emit
+
+    agents = bench.AGENTS if only is None else (only,)
+    if only is not None and only not in bench.AGENTS:
+        raise typer.BadParameter(f"--only {only!r}: use one of {', '.join(bench.AGENTS)}")
+    runs = bench.bench_agent(hold_ms, tasks, agents, workdir)
+    emit(bench.tables(runs), bench.document(runs, tasks), json_path, console)
+    if any(r.error for r in runs):
+        raise typer.Exit(1)
+
+
+@app.command()
+def api(
+    runs: int = typer.Option(7, "--runs", min=1, max=50, help="fresh interpreters per module"),
+    requests: int = typer.Option(200, "--requests", min=1, max=2000, help="signed submits to time"),
+    skip_submit: bool = typer.Option(False, "--skip-submit", help="cold import only"),
+    json_path: Path | None = JSON_OPT,
+) -> None:
+    """Cold import of the API handler vs a minimal Powertools handler; signed local submit latency."""
+    from easel.bench import api as bench
+    from easel.bench.report import emit
+
+    imports = bench.bench_imports(runs)
+    latencies = [] if skip_submit else bench.bench_submit(requests)
+    emit(bench.tables(imports, latencies), bench.summary(imports, latencies), json_path, console)
+
+
+@app.command()
+def runtime(
+    models_dir: Path = typer.Option(
+        Path(".easel/bench-models"), "--models-dir", help="where the bench models are generated and cached"
+    ),
+    images: int = typer.Option(16, "--images", min=4, max=256, help="images per batch-size run"),
+    load_runs: int = typer.Option(3, "--load-runs", min=1, max=10, help="loads / raw reads to time"),
+    skip_sd15: bool = typer.Option(False, "--skip-sd15", help="tiny model only (no 4.3 GB checkpoint)"),
+    json_path: Path | None = JSON_OPT,
+) -> None:
+    """The diffusers runtime on CPU: batching, SD 1.5-size load vs raw read, model switch, a UNet step."""
+    from easel.bench.report import emit
+    from easel.bench.runtime import bench_runtime, tables
+
+    result = bench_runtime(models_dir, images=images, load_runs=load_runs, sd15=not skip_sd15)
+    emit(tables(result), result.to_json(), json_path, console)

@@ -1,0 +1,321 @@
+"""``easel bench agent``: Easel's queue agent vs a serial baseline, against one local stack and one
+synthetic runtime that holds each task for T ms.
+
+Per hold time T and per agent, one run: reset moto and provision, write + publish ``tasks`` tasks (the
+backlog is queued *before* the agent starts, so its start-up is not measured), start the agent as a child
+process under :mod:`easel.bench.probe`, wait until it has deleted every message, stop it. From the probe's
+SQS timestamps and the runtime's records:
+
+    window     first receive that returned a message -> the delete that completed the last task
+    busy       time the runtime spent generating inside the window / window
+    tasks/s    tasks / window
+    overhead   per task: the runtime's cycle (from the start of its generation to the start of the next;
+               for the last one, to the final delete; the first one also carries the lead-in from the
+               first receive) minus T. The cycles add up to the window, so mean overhead = window/N - T.
+
+Backlogs stay small on purpose: moto's SQS receive cost grows with queue depth (about 0.45 ms per
+waiting message), a cost the real SQS does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from easel.bench.localstack import MODEL, MODEL_PATH, RUNTIME, LocalStack, aws_env, local_stack, new_batch_id
+from easel.bench.stats import median, percentile, union_length
+from easel.bench.synthetic_runtime import SyntheticRuntime
+
+AGENTS = ("easel", "baseline")
+DEFAULT_HOLDS_MS = (100.0, 250.0, 1500.0)
+DEFAULT_TASKS = 36
+# Targets of issue 7: busy fraction per hold time, and the median per-task overhead.
+BUSY_TARGETS = {100.0: 0.95, 250.0: 0.98}
+OVERHEAD_TARGET_MS = 5.0
+
+
+@dataclass
+class ProbeEvent:
+    op: str
+    start: float
+    end: float
+    count: int
+    queue: str = ""
+
+
+@dataclass
+class AgentRun:
+    agent: str
+    hold_ms: float
+    tasks: int
+    completed: int = 0
+    window_s: float = math.nan
+    busy: float = math.nan
+    tasks_per_s: float = math.nan
+    overhead_median_ms: float = math.nan
+    overhead_p95_ms: float = math.nan
+    overhead_mean_ms: float = math.nan
+    receives: int = 0
+    empty_receives: int = 0
+    generations: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agent_command(agent: str, events: Path) -> list[str]:
+    module = "queue_agent" if agent == "easel" else "easel.bench.baseline_agent"
+    return [sys.executable, "-m", "easel.bench.probe", str(events), module]
+
+
+def agent_env(agent: str, stack: LocalStack, runtime_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EASEL_", "AWS_"))}
+    env.update(aws_env(stack.endpoint))
+    env["PYTHONUNBUFFERED"] = "1"
+    res = stack.resources
+    if agent == "easel":
+        spec = stack.config.runtime(RUNTIME)
+        env.update(
+            {
+                "EASEL_RUNTIME": RUNTIME,
+                "EASEL_HIGH_QUEUE_URL": stack.high_queue_url,
+                "EASEL_NORMAL_QUEUE_URL": stack.normal_queue_url,
+                "EASEL_TABLE_NAME": res.table,
+                "EASEL_OUTPUTS_BUCKET": res.outputs_bucket,
+                "EASEL_RESULTS_TOPIC_ARN": res.results_topic_arn,
+                "EASEL_MODELS": json.dumps({MODEL: MODEL_PATH}),
+                "EASEL_RUNTIME_URL": runtime_url,
+                "EASEL_TASK_TIMEOUT_SECONDS": str(spec.task_timeout_seconds),
+                "EASEL_VISIBILITY_TIMEOUT_SECONDS": str(spec.visibility_timeout_seconds),
+                "EASEL_MAX_RECEIVE_COUNT": str(spec.max_receive_count),
+                "EASEL_AGENT_PORT": str(free_port()),
+                "EASEL_AGENT_HOST": "127.0.0.1",
+            }
+        )
+    else:
+        env.update(
+            {
+                "RUNTIME_TYPE": "sdwebui",
+                "SQS_QUEUE_URL": stack.normal_queue_url,
+                "SNS_TOPIC_ARN": res.results_topic_arn,
+                "S3_BUCKET": res.outputs_bucket,
+                "API_BASE_URL": f"{runtime_url}/sdapi/v1/",
+                "DYNAMIC_SD_MODEL": "false",
+            }
+        )
+    return env
+
+
+def read_events(path: Path) -> list[ProbeEvent]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(ProbeEvent(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a line being written right now
+    return events
+
+
+def deleted(events: list[ProbeEvent]) -> int:
+    return sum(e.count for e in events if e.op != "ReceiveMessage")
+
+
+def run_agent(
+    agent: str, stack: LocalStack, runtime: SyntheticRuntime, hold_ms: float, tasks: int, workdir: Path
+) -> AgentRun:
+    """One run of ``agent`` over a fresh backlog of ``tasks`` tasks with the runtime holding ``hold_ms``."""
+    result = AgentRun(agent=agent, hold_ms=hold_ms, tasks=tasks)
+    stack.reset()
+    runtime.recorder.reset(hold_ms)
+    batch = stack.enqueue(tasks, batch_id=f"{agent}-{int(hold_ms)}-{new_batch_id()}")
+    events_path = workdir / f"{agent}-{int(hold_ms)}.events"
+    events_path.unlink(missing_ok=True)
+    log_path = workdir / f"{agent}-{int(hold_ms)}.log"
+    timeout = 60.0 + tasks * (hold_ms / 1000.0 + 1.0) * 2
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            agent_command(agent, events_path),
+            env=agent_env(agent, stack, runtime.url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while deleted(read_events(events_path)) < tasks:
+                if proc.poll() is not None:
+                    result.error = f"agent exited with {proc.returncode} (log: {log_path})"
+                    break
+                if time.monotonic() > deadline:
+                    result.error = f"timed out after {timeout:.0f} s (log: {log_path})"
+                    break
+                time.sleep(0.05)
+        finally:
+            _stop(proc)
+    events = read_events(events_path)
+    summarize(result, events, [(g.start, g.end) for g in runtime.recorder.generations])
+    if agent == "easel":
+        result.statuses = stack.statuses(batch)
+    return result
+
+
+def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tuple[float, float]]) -> None:
+    """Fill the window, busy fraction, throughput and per-task overheads of ``result``."""
+    receives = [e for e in events if e.op == "ReceiveMessage"]
+    result.receives = len(receives)
+    result.empty_receives = sum(1 for e in receives if e.count == 0)
+    first = next((e for e in sorted(receives, key=lambda e: e.start) if e.count > 0), None)
+    done = 0
+    last_end = None
+    for e in sorted((e for e in events if e.op != "ReceiveMessage"), key=lambda e: e.end):
+        done += e.count
+        if done >= result.tasks:
+            last_end = e.end
+            break
+    result.completed = min(done, result.tasks)
+    if first is None or last_end is None:
+        return
+    lo, hi = first.start, last_end
+    window = hi - lo
+    gens = sorted((s, e) for s, e in generations if s >= lo and s < hi)
+    result.generations = len(gens)
+    result.window_s = window
+    result.busy = union_length(gens, lo, hi) / window
+    result.tasks_per_s = result.tasks / window
+    hold = result.hold_ms / 1000.0
+    overheads = []
+    for i, (start, _) in enumerate(gens):
+        begin = lo if i == 0 else start
+        nxt = gens[i + 1][0] if i + 1 < len(gens) else hi
+        overheads.append((nxt - begin - hold) * 1000.0)
+    if overheads:
+        result.overhead_median_ms = median(overheads)
+        result.overhead_p95_ms = percentile(overheads, 95)
+        result.overhead_mean_ms = sum(overheads) / len(overheads)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def bench_agent(
+    holds_ms: list[float], tasks: int, agents: tuple[str, ...] = AGENTS, workdir: Path | None = None
+) -> list[AgentRun]:
+    """Every agent at every hold time, in one run against one stack and one synthetic runtime."""
+    runs: list[AgentRun] = []
+    with tempfile.TemporaryDirectory(prefix="easel-bench-") as tmp:
+        wd = workdir or Path(tmp)
+        wd.mkdir(parents=True, exist_ok=True)
+        with local_stack() as stack, SyntheticRuntime(holds_ms[0], MODEL_PATH) as runtime:
+            for hold in holds_ms:
+                for agent in agents:
+                    runs.append(run_agent(agent, stack, runtime, hold, tasks, wd))
+    return runs
+
+
+def busy_target(hold_ms: float) -> float | None:
+    return BUSY_TARGETS.get(hold_ms)
+
+
+def document(runs: list[AgentRun], tasks: int) -> dict[str, Any]:
+    """The ``--json`` document: per T, each agent's numbers and Easel's ratios over the baseline."""
+    per_hold: dict[str, Any] = {}
+    for run in runs:
+        entry = per_hold.setdefault(
+            str(run.hold_ms), {"hold_ms": run.hold_ms, "busy_target": busy_target(run.hold_ms)}
+        )
+        entry[run.agent] = run.to_json()
+    for entry in per_hold.values():
+        easel, base = entry.get("easel"), entry.get("baseline")
+        if easel and base:
+            entry["tasks_per_s_ratio"] = _div(easel["tasks_per_s"], base["tasks_per_s"])
+            entry["busy_ratio"] = _div(easel["busy"], base["busy"])
+        if easel:
+            target = entry["busy_target"]
+            entry["busy_target_met"] = None if target is None else bool(easel["busy"] >= target)
+            entry["overhead_target_met"] = bool(easel["overhead_median_ms"] < OVERHEAD_TARGET_MS)
+    return {
+        "bench": "agent",
+        "tasks_per_run": tasks,
+        "overhead_target_ms": OVERHEAD_TARGET_MS,
+        "results": list(per_hold.values()),
+    }
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
+def tables(runs: list[AgentRun]) -> list[Any]:
+    from easel.bench.report import fmt, make_table, verdict
+
+    table = make_table(
+        "easel bench agent: runtime busy fraction, throughput and per-task overhead",
+        [
+            "T (ms)",
+            "agent",
+            "busy",
+            "busy target",
+            "tasks/s",
+            "overhead p50 (ms)",
+            "p95 (ms)",
+            "mean (ms)",
+            "done",
+        ],
+    )
+    by_hold: dict[float, dict[str, AgentRun]] = {}
+    for run in runs:
+        by_hold.setdefault(run.hold_ms, {})[run.agent] = run
+    for hold, agents in by_hold.items():
+        target = busy_target(hold)
+        for name in AGENTS:
+            if name not in agents:
+                continue
+            run = agents[name]
+            is_easel = name == "easel"
+            table.add_row(
+                fmt(hold, 0),
+                name + (f" [red]({run.error})[/red]" if run.error else ""),
+                fmt(run.busy, 3),
+                (f"{target:.2f} " + verdict(run.busy >= target)) if is_easel and target else "-",
+                fmt(run.tasks_per_s, 2),
+                fmt(run.overhead_median_ms, 1)
+                + (" " + verdict(run.overhead_median_ms < OVERHEAD_TARGET_MS) if is_easel else ""),
+                fmt(run.overhead_p95_ms, 1),
+                fmt(run.overhead_mean_ms, 1),
+                f"{run.completed}/{run.tasks}",
+            )
+        if "easel" in agents and "baseline" in agents:
+            e, b = agents["easel"], agents["baseline"]
+            table.add_row(
+                "", "[bold]easel / baseline[/bold]", fmt(_div(e.busy, b.busy), 2) + "x", "",
+                fmt(_div(e.tasks_per_s, b.tasks_per_s), 2) + "x", "", "", "", "",
+                end_section=True,
+            )  # fmt: skip
+    return [table]
