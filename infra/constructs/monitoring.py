@@ -1,0 +1,238 @@
+"""Monitoring: the CloudWatch dashboard, the alarms, and the (encrypted) alarms topic they notify.
+
+Alarms: any DLQ with a visible message, any message in the unroutable queue, a lane whose oldest message is
+older than ``monitoring.oldest_message_alarm_seconds`` (the pool is not keeping up or cannot scale), and an
+API 5XX rate above 1 %. Task outcomes come from the ``Easel`` namespace: the queue agent's EMF metric
+``tasks`` (dimensions ``runtime``, ``status``) and the API's ``TasksSubmitted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from easel.config import Monitoring as MonitoringConfig
+from easel.contract.tasks import Lane
+from easel.naming import Names
+from infra.constructs.messaging import LaneQueues
+
+PERIOD = cdk.Duration.minutes(5)
+# Terminal statuses the agent reports as the `status` dimension of its `tasks` metric.
+OUTCOMES = ("succeeded", "failed", "canceled")
+API_5XX_RATE = 0.01
+
+
+class Monitoring(Construct):
+    """``dashboard``, ``alarms`` (by purpose) and ``alarms_topic`` (with its key)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: Names,
+        config: MonitoringConfig,
+        lanes: Mapping[str, Mapping[Lane, LaneQueues]],
+        unroutable_queue: sqs.IQueue,
+        rest_api: apigw.RestApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"{names.prefix}: alarms topic",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            pending_window=cdk.Duration.days(7),
+        )
+        # CloudWatch publishes alarm notifications itself; it needs the key to encrypt into the topic.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}},
+            )
+        )
+        self.alarms_topic = sns.Topic(
+            self, "AlarmsTopic", topic_name=names.alarms_topic, master_key=self.key, enforce_ssl=True
+        )
+        if config.alarm_email:
+            self.alarms_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        action = actions.SnsAction(self.alarms_topic)
+
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        def alarm(
+            key: str, metric: cloudwatch.IMetric, threshold: float, description: str, periods: int = 1
+        ) -> None:
+            created = cloudwatch.Alarm(
+                self,
+                f"Alarm{key}",
+                alarm_name=f"{names.prefix}-{key}",
+                alarm_description=description,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=periods,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            created.add_alarm_action(action)
+            created.add_ok_action(action)
+            self.alarms[key] = created
+
+        for runtime, by_lane in lanes.items():
+            for lane, queues in by_lane.items():
+                alarm(
+                    f"{runtime}-{lane}-dlq",
+                    queues.dlq.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum"
+                    ),
+                    0,
+                    f"Tasks of runtime {runtime} ({lane} lane) exhausted their retries and sit in the DLQ.",
+                )
+                alarm(
+                    f"{runtime}-{lane}-oldest",
+                    queues.queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+                    config.oldest_message_alarm_seconds,
+                    f"The oldest {lane}-lane task of runtime {runtime} has waited longer than "
+                    f"{config.oldest_message_alarm_seconds} s: the pool is not keeping up or cannot scale.",
+                )
+        alarm(
+            "unroutable",
+            unroutable_queue.metric_approximate_number_of_messages_visible(
+                period=PERIOD, statistic="Maximum"
+            ),
+            0,
+            "A task named a runtime no queue serves (config and API disagree); see the unroutable queue.",
+        )
+        alarm(
+            "api-5xx",
+            rest_api.metric_server_error(period=PERIOD, statistic="Average"),
+            API_5XX_RATE,
+            f"More than {API_5XX_RATE:.0%} of API requests failed with 5XX for 10 minutes.",
+            periods=2,
+        )
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=names.prefix)
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"# Easel `{names.prefix}`\nLane queues, dead letters, task outcomes, API.",
+                width=24,
+                height=2,
+            )
+        )
+        for runtime, by_lane in lanes.items():
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title=f"{runtime}: queued tasks (visible)",
+                    left=[
+                        q.queue.metric_approximate_number_of_messages_visible(
+                            period=PERIOD, statistic="Maximum", label=str(lane)
+                        )
+                        for lane, q in by_lane.items()
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{runtime}: age of oldest task (s)",
+                    left=[
+                        q.queue.metric_approximate_age_of_oldest_message(
+                            period=PERIOD, statistic="Maximum", label=str(lane)
+                        )
+                        for lane, q in by_lane.items()
+                    ],
+                    left_annotations=[
+                        cloudwatch.HorizontalAnnotation(
+                            value=config.oldest_message_alarm_seconds, label="alarm"
+                        )
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{runtime}: task outcomes",
+                    left=[
+                        cloudwatch.Metric(
+                            namespace=names.metrics_namespace,
+                            metric_name="tasks",
+                            dimensions_map={"runtime": runtime, "status": status},
+                            statistic="Sum",
+                            period=PERIOD,
+                            label=status,
+                        )
+                        for status in OUTCOMES
+                    ],
+                    width=8,
+                ),
+            )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Dead-letter queues (visible)",
+                left=[
+                    q.dlq.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum", label=f"{runtime}-{lane}"
+                    )
+                    for runtime, by_lane in lanes.items()
+                    for lane, q in by_lane.items()
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Unroutable queue (visible)",
+                left=[
+                    unroutable_queue.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum", label="unroutable"
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Tasks submitted (API)",
+                left=[
+                    cloudwatch.MathExpression(
+                        expression=(
+                            f'SEARCH(\'Namespace="{names.metrics_namespace}" MetricName="TasksSubmitted"\', '
+                            f"'Sum', {PERIOD.to_seconds()})"
+                        ),
+                        label="submitted",
+                        period=PERIOD,
+                    )
+                ],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[
+                    rest_api.metric_count(period=PERIOD, label="requests"),
+                    rest_api.metric_client_error(period=PERIOD, statistic="Sum", label="4XX"),
+                    rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="5XX"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (ms)",
+                left=[
+                    rest_api.metric_latency(period=PERIOD, statistic=stat, label=f"latency {stat}")
+                    for stat in ("p50", "p90", "p99")
+                ]
+                + [
+                    rest_api.metric_integration_latency(
+                        period=PERIOD, statistic="p99", label="integration p99"
+                    )
+                ],
+                width=12,
+            ),
+            cloudwatch.AlarmStatusWidget(alarms=list(self.alarms.values()), title="Alarms", width=24),
+        )

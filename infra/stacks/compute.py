@@ -1,0 +1,146 @@
+"""The compute stack: VPC, EKS cluster with its controllers, and one GPU pool (Helm release) per runtime.
+
+It grants the workload roles exactly what the queue agent does with the core stack's resources. Buckets and
+the table are addressed by their :mod:`easel.naming` names (deterministic, like everywhere else); queues,
+the results topic and their KMS keys are cross-stack references. The stack depends on the core stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from easel.config import EaselConfig
+from easel.naming import Names
+from infra.constructs.cluster import Cluster
+from infra.constructs.compliance import acknowledge, nag_resource
+from infra.constructs.grants import (
+    OBJECT_READ,
+    OBJECT_READ_WRITE,
+    grant_assume,
+    grant_list,
+    grant_objects,
+    grant_publish,
+)
+from infra.constructs.network import Network
+from infra.constructs.workloads import Workloads
+from infra.stacks.core import CoreStack
+
+# The queue agent's table access: read a task (cancel check) and move its status (conditional updates).
+WORKLOAD_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+OUTPUTS_PREFIX = "tenants/"
+
+
+class ComputeStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EaselConfig,
+        core: CoreStack,
+        admin_principal_arn: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self._max_azs = config.network.max_azs
+        names = Names.of(config, account=self.account, region=self.region)
+        messaging = core.messaging
+        self.add_stack_dependency(core)
+        models_bucket = s3.Bucket.from_bucket_name(self, "ModelsBucket", names.models_bucket)
+        outputs_bucket = s3.Bucket.from_bucket_name(self, "OutputsBucket", names.outputs_bucket)
+        table = dynamodb.Table.from_table_name(self, "TasksTable", names.tasks_table)
+
+        self.network = Network(self, "Network", config=config.network, cluster_name=names.cluster)
+        self.cluster = Cluster(
+            self,
+            "Cluster",
+            names=names,
+            config=config.cluster,
+            vpc=self.network.vpc,
+            subnets=self.network.private_subnets,
+            admin_principal_arn=admin_principal_arn,
+        )
+        self.workloads = Workloads(
+            self,
+            "Workloads",
+            config=config,
+            names=names,
+            cluster=self.cluster.handle,
+            keda_operator_role=self.cluster.keda_operator_role,
+            node_role=self.cluster.karpenter_node_role,
+            lanes=messaging.lanes,
+            table=table,
+            outputs_bucket=outputs_bucket,
+            models_bucket=models_bucket,
+            results_topic=messaging.results_topic,
+            depends_on=self.cluster.controllers,
+        )
+
+        # Mountpoint (driver identity): read-only on the models bucket.
+        grant_list(models_bucket, self.cluster.s3_csi_role)
+        grant_objects(models_bucket, self.cluster.s3_csi_role, key_pattern="*", actions=OBJECT_READ)
+
+        for name, workload in self.workloads.runtimes.items():
+            role = workload.role
+            for lane in messaging.lanes[name].values():
+                lane.queue.grant_consume_messages(role)
+            grant_list(models_bucket, role)
+            grant_objects(models_bucket, role, key_pattern="*", actions=OBJECT_READ)
+            grant_list(outputs_bucket, role, prefix=OUTPUTS_PREFIX)
+            grant_objects(outputs_bucket, role, key_pattern=f"{OUTPUTS_PREFIX}*", actions=OBJECT_READ_WRITE)
+            table.grant(role, *WORKLOAD_TABLE_ACTIONS)
+            grant_publish(messaging.results_topic, role)
+            grant_assume(role, self.cluster.keda_operator_role)
+            acknowledge(
+                role,
+                [
+                    f"AwsSolutions-IAM5[Resource::{nag_resource(self, models_bucket.arn_for_objects('*'))}]",
+                    "AwsSolutions-IAM5[Resource::"
+                    f"{nag_resource(self, outputs_bucket.arn_for_objects(OUTPUTS_PREFIX + '*'))}]",
+                ],
+                "The runtime reads any model in the models bucket (its store paths come from config) and "
+                "writes results under tenants/<tenant>/ for whichever tenant submitted the task; the object "
+                "wildcards stay inside those two locations and the actions are named one by one.",
+            )
+        acknowledge(
+            self.cluster.s3_csi_role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, models_bucket.arn_for_objects('*'))}]",
+            "Mountpoint mounts the whole models bucket read-only (GetObject and ListBucket only), so its "
+            "object permission has to cover every key of that one bucket.",
+        )
+        # The kubectl handler downloads the runtime chart asset from the CDK assets bucket.
+        acknowledge(
+            self.cluster.cluster.kubectl_provider or self.cluster.cluster,
+            [
+                "AwsSolutions-IAM5[Action::s3:GetBucket*]",
+                "AwsSolutions-IAM5[Action::s3:GetObject*]",
+                "AwsSolutions-IAM5[Action::s3:List*]",
+                "AwsSolutions-IAM5[Resource::"
+                f"{nag_resource(self, self.workloads.chart_asset.bucket.arn_for_objects('*'))}]",
+            ],
+            "CDK's HelmChart grants the kubectl handler read access to the bootstrap assets bucket so it "
+            "can download the runtime chart asset; the bucket holds only this app's deployment assets.",
+        )
+
+        cluster_name = self.cluster.cluster.cluster_name
+        cdk.CfnOutput(self, "ClusterName", value=cluster_name, description="EKS cluster")
+        cdk.CfnOutput(
+            self,
+            "KubeconfigCommand",
+            value=f"aws eks update-kubeconfig --region {self.region} --name {cluster_name}",
+            description="Point kubectl at the cluster (needs an access entry: -c adminRoleArn=...)",
+        )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The first ``network.max_azs`` AZs of the region, resolved at deploy time.
+
+        CDK would look AZs up through the EC2 API for a stack with a concrete account (and cap an
+        env-agnostic stack at two); ``Fn::GetAZs`` keeps synth free of AWS calls at any size.
+        """
+        return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(self._max_azs)]
