@@ -1,0 +1,152 @@
+"""The HTTP layer: routes of the SD WebUI API subset plus Easel's own, over a :class:`Runner`.
+
+Status codes the queue agent relies on: 422 invalid or unsupported input (names the field), 404 unknown model
+or LoRA (names it), 503 busy / starting / failed (retry later), 500 anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from runtime_image.server.a1111 import build_response
+from runtime_image.server.errors import (
+    ModelLoadError,
+    NotFoundError,
+    RequestError,
+    RuntimeServerError,
+    UnavailableError,
+)
+from runtime_image.server.runner import Health, Runner
+from runtime_image.server.samplers import SAMPLERS
+from runtime_image.server.schemas import Img2ImgRequest, OptionsUpdate, Txt2ImgRequest
+
+
+def create_app(runner: Runner) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        yield
+        runner.close()
+
+    app = FastAPI(title="Easel diffusion runtime", version="0.1.0", lifespan=lifespan)
+    app.state.runner = runner
+    _install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        body = runner.health()
+        ok = body["status"] in (Health.READY, Health.BUSY)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/sdapi/v1/sd-models")
+    async def sd_models() -> list[dict[str, Any]]:
+        entries = await run_in_threadpool(runner.store.models)
+        return [
+            {
+                "title": e.name,
+                "model_name": e.name,
+                "hash": None,
+                "sha256": None,
+                "filename": str(e.path),
+                "config": None,
+                "format": str(e.format),
+            }
+            for e in entries
+        ]
+
+    @app.get("/sdapi/v1/loras")
+    async def loras() -> list[dict[str, Any]]:
+        entries = await run_in_threadpool(runner.store.loras)
+        return [{"name": e.name, "alias": e.name, "path": str(e.path), "metadata": {}} for e in entries]
+
+    @app.get("/sdapi/v1/samplers")
+    async def samplers() -> list[dict[str, Any]]:
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {}} for s in SAMPLERS]
+
+    @app.get("/sdapi/v1/options")
+    async def get_options() -> dict[str, Any]:
+        return runner.options()
+
+    @app.post("/sdapi/v1/options")
+    async def set_options(update: OptionsUpdate) -> dict[str, Any]:
+        if update.CLIP_stop_at_last_layers is not None:
+            runner.set_clip_stop(update.CLIP_stop_at_last_layers)
+        if update.sd_model_checkpoint:
+            await runner.select_model(update.sd_model_checkpoint)
+        return {**runner.options(), "ignored": sorted(update.model_extra or {})}
+
+    @app.post("/sdapi/v1/txt2img")
+    async def txt2img(req: Txt2ImgRequest) -> dict[str, Any]:
+        tr, result, model = await runner.generate(req)
+        return await run_in_threadpool(build_response, req, tr, result, model)
+
+    @app.post("/sdapi/v1/img2img")
+    async def img2img(req: Img2ImgRequest) -> dict[str, Any]:
+        tr, result, model = await runner.generate(req)
+        return await run_in_threadpool(build_response, req, tr, result, model)
+
+    @app.post("/sdapi/v1/interrupt")
+    async def interrupt() -> dict[str, Any]:
+        return {"interrupted": runner.interrupt()}
+
+    @app.get("/sdapi/v1/progress")
+    async def progress() -> dict[str, Any]:
+        return runner.progress()
+
+    @app.get("/easel/v1/cache")
+    async def cache() -> dict[str, Any]:
+        return runner.cache_stats()
+
+    return app
+
+
+def _error(status: int, exc: RuntimeServerError, **extra: Any) -> JSONResponse:
+    # "detail" is what SD WebUI clients print; "error" is the machine-readable code.
+    return JSONResponse({"error": exc.code, "detail": str(exc), **extra}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "field": first["field"],
+                "detail": f"{first['field']}: {first['message']}",
+                "errors": errors,
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(RequestError)
+    async def refused(_req: Request, exc: RequestError) -> JSONResponse:
+        value = exc.value if isinstance(exc.value, (str, int, float, bool, type(None))) else str(exc.value)
+        return _error(
+            422, exc, field=exc.field, value=value, errors=[{"field": exc.field, "message": exc.reason}]
+        )
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_req: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, exc, **{exc.kind: exc.name, "available": exc.available})
+
+    @app.exception_handler(UnavailableError)
+    async def unavailable(_req: Request, exc: UnavailableError) -> JSONResponse:
+        response = _error(503, exc, retryable=True)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(ModelLoadError)
+    async def load_failed(_req: Request, exc: ModelLoadError) -> JSONResponse:
+        return _error(500, exc, model=exc.model)

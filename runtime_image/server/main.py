@@ -1,0 +1,38 @@
+"""Process entry: quiet, offline library defaults, then uvicorn serving :func:`create_app`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fastapi import FastAPI
+
+from runtime_image.server.settings import RuntimeSettings
+
+
+def offline_defaults() -> None:
+    """No hub access from this process (weights come from the store only) and no progress bars in logs."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def build_app(settings: RuntimeSettings) -> FastAPI:
+    offline_defaults()
+    from runtime_image.server.http import create_app
+    from runtime_image.server.runner import Runner
+
+    return create_app(Runner(settings))
+
+
+def serve(settings: RuntimeSettings, *, log_level: str = "info") -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)

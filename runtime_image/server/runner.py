@@ -1,0 +1,317 @@
+"""The runner: owns the models, runs one job at a time on one worker thread, and knows its own state.
+
+The http layer calls the async methods; each admitted job goes to a single-thread executor (all torch work on
+one thread: CUDA contexts, compiled graphs and LoRA injection are not shared across threads). Admission is
+bounded: one running job plus ``max_waiting`` waiting ones, anything more is refused with
+:class:`BusyError` at once. Health, progress and cache statistics are read without waiting for the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from runtime_image.server.a1111 import Translated, translate
+from runtime_image.server.cache import LruCache
+from runtime_image.server.device import DevicePlan, plan_for, probe_device
+from runtime_image.server.errors import BusyError, NotReadyError, RequestError
+from runtime_image.server.loader import load_pipeline, pipeline_nbytes
+from runtime_image.server.lora import AdapterSet, LoraStats
+from runtime_image.server.pipelines import GenerationResult, LoadedModel
+from runtime_image.server.schemas import GenerationRequest
+from runtime_image.server.settings import RuntimeSettings
+from runtime_image.server.store import ModelEntry, ModelStore
+
+log = logging.getLogger("easel.runtime")
+T = TypeVar("T")
+Loader = Callable[[ModelEntry, DevicePlan, ModelStore], Any]
+
+
+class Health(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+@dataclass
+class _Progress:
+    job: str = ""
+    job_timestamp: str = ""
+    job_no: int = 0
+    job_count: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    started: float | None = None
+    interrupted: bool = False
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        plan: DevicePlan | None = None,
+        loader: Loader = load_pipeline,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = ModelStore(settings.models_dir)
+        self.plan = plan or plan_for(
+            probe_device(), dtype=settings.dtype, compile_unet=settings.torch_compile
+        )
+        if self.plan.device == "cpu" and settings.cpu_threads:
+            import torch
+
+            torch.set_num_threads(settings.cpu_threads)
+        self._loader = loader
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.lora_stats = LoraStats()
+        self.cache: LruCache[LoadedModel] = LruCache(
+            settings.cache_max_bytes, size_of=lambda m: m.nbytes, on_evict=self._evicted
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-runtime")
+        self._status = Health.STARTING
+        self._error: str | None = None
+        self._pending = 0
+        self._running = 0
+        self._current: str | None = None
+        self._clip_stop = 1
+        self._interrupt = threading.Event()
+        self._progress = _Progress()
+        self._started_at = clock()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> Future[None]:
+        """Boot on the worker (preload the model); /health says ``starting`` until it is done."""
+        return self._executor.submit(self._boot)
+
+    def close(self) -> None:
+        self._interrupt.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _boot(self) -> None:
+        try:
+            if self.settings.preload_model:
+                self._activate(self.settings.preload_model)
+        except Exception as exc:
+            log.exception("start failed")
+            with self._lock:
+                self._status, self._error = Health.FAILED, f"{type(exc).__name__}: {exc}"
+            return
+        with self._lock:
+            self._status = Health.READY
+
+    # ---- state (never waits for the worker) -------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            status = self._status
+            if status is Health.READY and self._running:
+                status = Health.BUSY
+            return {
+                "status": str(status),
+                "model": self._current,
+                "error": self._error,
+                "queue": {
+                    "running": self._running,
+                    "waiting": self._pending - self._running,
+                    "max_waiting": self.settings.max_waiting,
+                },
+                "device": self.plan.describe(),
+                "uptime_seconds": round(self._clock() - self._started_at, 3),
+            }
+
+    def progress(self) -> dict[str, Any]:
+        with self._lock:
+            p = self._progress
+            per_iter = p.sampling_step / p.sampling_steps if p.sampling_steps else 0.0
+            done = (p.job_no + per_iter) / p.job_count if p.job_count else 0.0
+            elapsed = self._clock() - p.started if p.started is not None else 0.0
+            eta = elapsed / done - elapsed if done > 0 else 0.0
+            return {
+                "progress": round(min(done, 1.0), 4),
+                "eta_relative": round(eta, 3),
+                "state": {
+                    "skipped": False,
+                    "interrupted": p.interrupted,
+                    "job": p.job,
+                    "job_count": p.job_count,
+                    "job_timestamp": p.job_timestamp,
+                    "job_no": p.job_no,
+                    "sampling_step": p.sampling_step,
+                    "sampling_steps": p.sampling_steps,
+                },
+                "current_image": None,
+                "textinfo": None,
+            }
+
+    def cache_stats(self) -> dict[str, Any]:
+        stats = self.cache.snapshot()
+        with self._lock:
+            stats["active"] = self._current
+            stats["loras"] = {
+                "hits": self.lora_stats.hits,
+                "misses": self.lora_stats.misses,
+                "evictions": self.lora_stats.evictions,
+                "active": list(self.lora_stats.active),
+                "resident": {m["name"]: self._resident_loras(m["name"]) for m in stats["models"]},
+            }
+        return stats
+
+    def options(self) -> dict[str, Any]:
+        with self._lock:
+            return {"sd_model_checkpoint": self._current, "CLIP_stop_at_last_layers": self._clip_stop}
+
+    def _resident_loras(self, name: str) -> list[str]:
+        model = self.cache.peek(name)
+        return model.adapters.resident if model else []
+
+    # ---- work ------------------------------------------------------------------------------------------
+    async def select_model(self, name: str) -> dict[str, Any]:
+        self.store.model(name)  # 404 now, not after waiting in the queue
+        await self._submit(self._activate, name)
+        return self.options()
+
+    def set_clip_stop(self, value: int) -> None:
+        with self._lock:
+            self._clip_stop = value
+
+    async def generate(self, req: GenerationRequest) -> tuple[Translated, GenerationResult, str]:
+        with self._lock:
+            clip_stop = self._clip_stop
+        # Validation and image decoding happen before admission: a bad request never takes a queue slot.
+        tr = await asyncio.to_thread(translate, req, clip_stop=clip_stop)
+        if tr.model is not None:
+            self.store.model(tr.model)
+        for use in tr.job.loras:
+            self.store.lora(use.name)
+        result, model = await self._submit(self._generate, tr)
+        return tr, result, model
+
+    def interrupt(self) -> bool:
+        """Stop the running generation after its current step; False when nothing is generating."""
+        with self._lock:
+            if not self._running or self._progress.job not in ("txt2img", "img2img"):
+                return False
+            self._progress.interrupted = True
+        self._interrupt.set()
+        return True
+
+    async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._status in (Health.STARTING, Health.FAILED):
+                raise NotReadyError(str(self._status), self._error)
+            if self._pending >= 1 + self.settings.max_waiting:
+                raise BusyError(self._running, self._pending - self._running, self.settings.max_waiting)
+            self._pending += 1
+        try:
+            future = self._executor.submit(self._guarded, fn, *args)
+        except RuntimeError:
+            self._release(None)
+            raise NotReadyError("stopping") from None
+        # Released when the job ends or is cancelled unstarted (client gone), whatever the awaiting side does.
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self, _future: Future[Any] | None) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            self._running += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    # ---- on the worker thread --------------------------------------------------------------------------
+    def _activate(self, name: str) -> LoadedModel:
+        entry = self.store.model(name)
+        previous = self._current
+        if previous is not None and previous != entry.name and self.plan.device != "cpu":
+            # Free the accelerator for the next model: the old one waits in host memory (the cache).
+            old = self.cache.peek(previous)
+            if old is not None:
+                old.release()
+        self._set_progress(job="load", job_count=1)
+        try:
+            model, hit = self.cache.get_or_load(entry.name, entry.fingerprint(), lambda: self._load(entry))
+        finally:
+            self._set_progress(job="")
+        model.place(self.plan.device)
+        with self._lock:
+            self._current = entry.name
+        log.log(
+            logging.DEBUG if hit else logging.INFO,
+            "model %s active (%s)",
+            entry.name,
+            "hit" if hit else "loaded",
+        )
+        return model
+
+    def _load(self, entry: ModelEntry) -> LoadedModel:
+        pipe = self._loader(entry, self.plan, self.store)
+        adapters = AdapterSet(self.settings.max_resident_loras, self.lora_stats, self._lock)
+        return LoadedModel(entry.name, pipe, self.plan, adapters, pipeline_nbytes(pipe))
+
+    def _evicted(self, name: str, model: LoadedModel) -> None:
+        log.info("model %s evicted from the cache", name)
+        model.release()
+        with self._lock:
+            if self._current == name:
+                self._current = None
+        del model
+        gc.collect()
+        if self.plan.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _generate(self, tr: Translated) -> tuple[GenerationResult, str]:
+        name = tr.model or self._current or self._only_model()
+        model = self._activate(name)
+        job = tr.job
+        self._interrupt.clear()
+        self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock(), interrupted=False)
+        try:
+            result = model.generate(job, self.store, self._on_step)
+        finally:
+            self._set_progress(job="", job_count=0, started=None)
+        return result, model.name
+
+    def _only_model(self) -> str:
+        models = self.store.models()
+        if len(models) == 1:
+            return models[0].name
+        raise RequestError(
+            "sd_model_checkpoint",
+            None,
+            "no model is loaded: set it with POST /sdapi/v1/options or override_settings "
+            f"(store has {len(models)} models)",
+        )
+
+    def _on_step(self, iteration: int, step: int, total: int) -> bool:
+        with self._lock:
+            self._progress.job_no = iteration
+            self._progress.sampling_step = step
+            self._progress.sampling_steps = total
+        return self._interrupt.is_set()
+
+    def _set_progress(self, **fields: Any) -> None:
+        with self._lock:
+            if fields.get("job"):
+                self._progress = _Progress(job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+            for key, value in fields.items():
+                setattr(self._progress, key, value)

@@ -1,0 +1,137 @@
+"""Request bodies of the SD WebUI API subset, with AUTOMATIC1111's field names and defaults.
+
+Every field AUTOMATIC1111 (1.10) accepts on txt2img/img2img is declared, so a stock client's full body parses;
+fields this runtime does not implement are checked by :mod:`runtime_image.server.policy`. Unknown fields are
+refused (422) instead of silently ignored: a typo must not change what gets generated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,254}$"
+# Hard safety caps of the runtime itself; the API enforces the (smaller) configured limits before queuing.
+MAX_SIDE = 2048
+MAX_STEPS = 500
+MAX_BATCH = 16
+MAX_ITER = 100
+MAX_LORAS = 8
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraItem(_Body):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="adapter name: loras/<name>.safetensors")]
+    weight: Annotated[float, Field(ge=-4.0, le=4.0)] = 1.0
+
+
+class GenerationRequest(_Body):
+    """Fields shared by txt2img and img2img (A1111's StableDiffusionProcessing)."""
+
+    prompt: str = ""
+    negative_prompt: str | None = ""
+    styles: list[str] | None = None
+    seed: Annotated[int, Field(ge=-1, le=2**32 - 1, description="-1 picks one; the info reports it")] = -1
+    subseed: int | None = -1
+    subseed_strength: float | None = 0.0
+    seed_resize_from_h: int | None = -1
+    seed_resize_from_w: int | None = -1
+    sampler_name: str | None = None
+    sampler_index: str | None = Field(default="Euler", description="deprecated alias of sampler_name")
+    scheduler: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+    n_iter: Annotated[int, Field(ge=1, le=MAX_ITER)] = 1
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 50
+    cfg_scale: Annotated[float, Field(ge=0.0, le=30.0)] = 7.0
+    width: Annotated[int, Field(ge=64, le=MAX_SIDE, multiple_of=8)] = 512
+    height: Annotated[int, Field(ge=64, le=MAX_SIDE, multiple_of=8)] = 512
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    s_min_uncond: float | None = None
+    s_churn: float | None = None
+    s_tmax: float | None = None
+    s_tmin: float | None = None
+    s_noise: float | None = None
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None
+    disable_extra_networks: bool = False
+    firstpass_image: str | None = None
+    comments: dict[str, Any] | None = None
+    script_name: str | None = None
+    script_args: list[Any] = []
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = {}
+    force_task_id: str | None = None
+    infotext: str | None = None
+    # Easel extension: adapters with weights (the A1111 prompt syntax <lora:name:weight> works too).
+    loras: Annotated[list[LoraItem], Field(max_length=MAX_LORAS)] = []
+
+
+class Txt2ImgRequest(GenerationRequest):
+    enable_hr: bool = False
+    # Used by A1111 only for the hires pass; ignored here like there.
+    denoising_strength: float | None = 0.75
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+
+
+class Img2ImgRequest(GenerationRequest):
+    init_images: Annotated[list[str], Field(min_length=1, description="base64 images (data: URLs accepted)")]
+    resize_mode: int = 0
+    image_cfg_scale: float | None = None
+    denoising_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    mask: str | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: str | None = None
+    include_init_images: bool = False
+
+
+class OptionsUpdate(BaseModel):
+    """``POST /sdapi/v1/options``: A1111 settings; the ones this runtime has are applied, others reported."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sd_model_checkpoint: str | None = None
+    CLIP_stop_at_last_layers: Annotated[int | None, Field(ge=1, le=12)] = None
+
+
+class TrainLoraRequest(_Body):
+    """``POST /easel/v1/train-lora``: easel.contract.TrainLoraInput with the images inline as base64."""
+
+    model: str | None = Field(default=None, description="base model; default: the loaded one")
+    images: Annotated[list[str], Field(min_length=1, max_length=50)]
+    instance_prompt: Annotated[str, Field(min_length=1)]
+    output_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    steps: Annotated[int, Field(ge=1, le=10_000)] = 500
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-4
+    rank: Annotated[int, Field(ge=1, le=128)] = 4
+    resolution: Annotated[int, Field(ge=64, le=1024, multiple_of=8)] = 512
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
