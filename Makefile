@@ -51,6 +51,7 @@ dockerlint: setup
 
 schema: setup
 	$(BIN)/easel schema --out docs/schemas
+	$(PY) -m lambdas.api.openapi docs/openapi.json
 
 synth: setup
 	$(BIN)/python -m infra.app --out cdk.out

@@ -229,6 +229,21 @@ class TaskStore:
             ) from None
         return item_to_task(resp["Attributes"])
 
+    def mark_dispatched(self, tenant: str, task_id: str, at: datetime) -> None:
+        """Record that the task's message was published (see ``Task.dispatched_at``)."""
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_key(tenant, task_id),
+                UpdateExpression="SET #d = :d",
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#d": "dispatched_at", "#pk": PARTITION_KEY},
+                ExpressionAttributeValues={":d": {"S": _iso(at)}},
+            )
+        except _ConditionFailed:
+            raise TaskNotFound(tenant, task_id) from None
+
     def claim_notification(self, tenant: str, task_id: str, status: TaskStatus) -> bool:
         """True exactly once per (task, status): deduplicates result notifications across agents."""
         try:

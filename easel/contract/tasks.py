@@ -276,6 +276,9 @@ class Task(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    # Set once the task's message reached the tasks topic; an idempotent replay re-publishes only
+    # while it is unset (a crash between the write and the publish), so a retry never double-queues.
+    dispatched_at: datetime | None = None
     attempts: int = 0
     metrics: TaskMetrics = TaskMetrics()
     urls: TaskUrls | None = None

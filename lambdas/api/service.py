@@ -11,6 +11,7 @@ from typing import Any
 
 from easel.config import EaselConfig
 from easel.contract import QueueMessage, Task, TaskError, TaskRequest, TaskStatus, request_fingerprint
+from easel.errors import StoreError
 from easel.limits import check_limits, check_model
 from easel.naming import output_key
 from easel.store import TaskStore, now
@@ -52,15 +53,16 @@ def submit(
 ) -> tuple[Task, bool]:
     """Create and dispatch a task. Returns ``(task, created)``; a replay returns the stored task.
 
-    A replayed task still ``queued`` is published again: the first publish may have been lost (a crash
-    between write and publish) and the agent drops duplicates, so this is safe.
+    A replayed task that is still ``queued`` and was never marked dispatched is published again: the
+    first request may have died between its write and its publish. Once dispatched, a replay publishes
+    nothing, so a client retry never queues the same task twice.
     """
     runtime = check_model(request, config)
     check_limits(request, config.api.limits)
     task, created = store.create(
         build_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
     )
-    if not created and task.status is not TaskStatus.QUEUED:
+    if not created and (task.status is not TaskStatus.QUEUED or task.dispatched_at is not None):
         return task, created
     try:
         publisher.publish(QueueMessage.from_task(task, trace))
@@ -80,7 +82,13 @@ def submit(
         raise ServiceUnavailable(
             "the task could not be queued; retry later", code="dispatch_failed", extra={"id": task.id}
         ) from exc
-    return task, created
+    dispatched = now()
+    try:
+        store.mark_dispatched(tenant, task.id, dispatched)
+    except StoreError:
+        # The message is out; without the mark a replay would publish a duplicate, which the agent drops.
+        return task, created
+    return task.model_copy(update={"dispatched_at": dispatched}), created
 
 
 def cancel(store: TaskStore, tenant: str, task_id: str) -> Task:

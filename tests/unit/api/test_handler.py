@@ -51,15 +51,30 @@ def test_malformed_traceparent_is_dropped(deps: Deps) -> None:
     assert "traceparent" not in _publisher(deps).messages[0].trace_context
 
 
-def test_replay_returns_200_and_republishes_only_while_queued(deps: Deps) -> None:
+def test_replay_returns_200_and_publishes_once(deps: Deps) -> None:
     req = {**REQ, "id": "job-1"}
     assert invoke(event("POST", "/v1/tasks", body=req))[0] == 202
-    assert invoke(event("POST", "/v1/tasks", body=req))[0] == 200
-    assert [m.id for m in _publisher(deps).messages] == ["job-1", "job-1"]
-    deps.store.transition("acme", "job-1", TaskStatus.PROCESSING)
     status, body = invoke(event("POST", "/v1/tasks", body=req))
+    assert status == 200
+    assert body["dispatched_at"] is not None
+    assert [m.id for m in _publisher(deps).messages] == ["job-1"]
+
+
+def test_replay_republishes_a_queued_task_never_dispatched(deps: Deps) -> None:
+    from easel.contract import parse_task_request, request_fingerprint
+    from lambdas.api.service import build_task
+
+    # A crash between the write and the publish leaves a queued task with no dispatch mark.
+    request = parse_task_request({**REQ, "id": "job-3"})
+    deps.store.create(build_task(request, tenant="acme", runtime="sd15"), request_fingerprint(request))
+    assert invoke(event("POST", "/v1/tasks", body={**REQ, "id": "job-3"}))[0] == 200
+    assert [m.id for m in _publisher(deps).messages] == ["job-3"]
+    assert invoke(event("POST", "/v1/tasks", body={**REQ, "id": "job-3"}))[0] == 200
+    assert len(_publisher(deps).messages) == 1
+    deps.store.transition("acme", "job-3", TaskStatus.PROCESSING)
+    status, body = invoke(event("POST", "/v1/tasks", body={**REQ, "id": "job-3"}))
     assert (status, body["status"]) == (200, "processing")
-    assert len(_publisher(deps).messages) == 2
+    assert len(_publisher(deps).messages) == 1
 
 
 def test_publish_failure_fails_the_task_with_dispatch_failed(deps: Deps) -> None:
