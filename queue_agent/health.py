@@ -36,7 +36,9 @@ class HealthServer:
         handler = _handler_for(probes)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="health", daemon=True
+        )
 
     @property
     def port(self) -> int:

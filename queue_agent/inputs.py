@@ -93,10 +93,10 @@ def address_refusal(address: str | IPAddress) -> str | None:
             return f"{shown} is a link-local address"
         if c.is_multicast:
             return f"{shown} is a multicast address"
-        if c.is_private:
-            return f"{shown} is a private address"
         if c.is_reserved:
             return f"{shown} is a reserved address"
+        if c.is_private:
+            return f"{shown} is a private address"
         if not c.is_global:
             return f"{shown} is not a globally routable address"
     return None
@@ -290,7 +290,8 @@ class InputFetcher:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise InputInvalid(url, f"{declared} bytes exceeds the limit of {limit}")
         buf = bytearray()
-        for chunk in response.iter_raw(_CHUNK):
+        # iter_bytes == raw bytes here: any content-encoding but identity was refused above.
+        for chunk in response.iter_bytes(_CHUNK):
             buf.extend(chunk)
             if len(buf) > limit:
                 raise InputInvalid(url, f"more than {limit} bytes")

@@ -1,7 +1,6 @@
-"""The runtime's two lane queues: priority receive, batched delete and visibility changes, backoff policy.
+"""The runtime's two lane queues: receive, batched delete and visibility changes, and the backoff policy.
 
-Priority: every receive asks the high lane first and the normal lane only when the high lane returned
-nothing, so a high task never waits behind queued normal ones (it may wait for the task already running).
+Which lane is asked when (priority) is the loop's business: see :mod:`queue_agent.loop`.
 """
 
 from __future__ import annotations
@@ -56,26 +55,12 @@ class Lanes:
         *,
         high_url: str,
         normal_url: str,
-        high_wait_seconds: int = 1,
-        normal_wait_seconds: int = 2,
     ) -> None:
         self._sqs = sqs
         self.urls = {Lane.HIGH: high_url, Lane.NORMAL: normal_url}
-        self._wait = {Lane.HIGH: high_wait_seconds, Lane.NORMAL: normal_wait_seconds}
 
-    def receive(self, high_slots: int, normal_slots: int) -> list[Received]:
-        """Up to ``high_slots`` high messages; only if there are none, up to ``normal_slots`` normal ones."""
-        if high_slots > 0:
-            # Only high messages fit: long-poll the high lane (with the longer wait, not a busy loop).
-            wait = self._wait[Lane.HIGH] if normal_slots > 0 else max(self._wait.values())
-            got = self._receive(Lane.HIGH, high_slots, wait)
-            if got:
-                return got
-        if normal_slots > 0:
-            return self._receive(Lane.NORMAL, normal_slots, self._wait[Lane.NORMAL])
-        return []
-
-    def _receive(self, lane: Lane, count: int, wait: int) -> list[Received]:
+    def receive(self, lane: Lane, count: int, wait: int) -> list[Received]:
+        """Up to ``count`` messages of one lane, long-polling ``wait`` seconds."""
         url = self.urls[lane]
         with aws_call(f"receive {lane} lane"):
             resp = self._sqs.receive_message(

@@ -1,6 +1,6 @@
 """The agent: receive -> prepare -> run -> finish, as a three-stage pipeline around a one-at-a-time runtime.
 
-    prep thread        main thread (run)             finisher thread
+    pollers (2)        main thread (run)             finisher thread
     ------------       -----------------------       ---------------------------------
     receive (high      take the next prepared job    upload outputs (deterministic keys)
     lane first)        (high before normal)          -> succeeded (conditional write)
@@ -8,11 +8,12 @@
     skip terminal,     generate (runtime call)       -> delete (batched)
     fetch inputs       hand over, take the next      settle errors (fail/backoff/leave)
 
-While the runtime generates task N, the prep thread already holds task N+1 with its inputs and the
+While the runtime generates task N, a poller already holds task N+1 with its inputs and the
 finisher uploads and publishes task N-1; the processing transition of N runs beside its generation. The
 main thread does nothing between two runtime calls but pick the next job, so the runtime stays busy.
 Prefetch is bounded (``EASEL_AGENT_PREFETCH``, + 1 slot only the high lane may use) because a held
-message is invisible to other pods.
+message is invisible to other pods. (Two receives that return at the same instant may overshoot the bound
+by their batch; it is a bound on what we ask for, not a hard cap.)
 
 What happens to a message is decided in one place (:meth:`Agent._settle_error`), by error class:
 permanent -> task failed + notification + delete; retryable -> visibility backoff; unknown -> left (the
@@ -138,13 +139,7 @@ class Agent:
         sqs = session.client("sqs", **kw)
         s3 = session.client("s3", **kw)
         store = TaskStore(session.client("dynamodb", **kw), settings.table_name)
-        self.lanes = Lanes(
-            sqs,
-            high_url=settings.high_queue_url,
-            normal_url=settings.normal_queue_url,
-            high_wait_seconds=settings.agent_high_wait_seconds,
-            normal_wait_seconds=settings.agent_normal_wait_seconds,
-        )
+        self.lanes = Lanes(sqs, high_url=settings.high_queue_url, normal_url=settings.normal_queue_url)
         self.acks = Acks(self.lanes)
         self.state = TaskState(store)
         self.notifier = Notifier(session.client("sns", **kw), settings.results_topic_arn, store)
@@ -175,7 +170,12 @@ class Agent:
         self._polling = threading.Event()
         self._finish_q: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._aux = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agent-start")
-        self._prep = threading.Thread(target=self._prep_loop, name="prep", daemon=True)
+        self._high_empty = False  # the high lane's last receive returned nothing
+        self._high_waiting = 0  # high messages received and not yet running
+        self._pollers = [
+            threading.Thread(target=self._poll_loop, args=(lane,), name=f"poll-{lane}", daemon=True)
+            for lane in (Lane.HIGH, Lane.NORMAL)
+        ]
         self._finisher = threading.Thread(target=self._finish_loop, name="finisher", daemon=True)
         self._run_started = threading.Event()
         self._loop_failed = False
@@ -188,7 +188,8 @@ class Agent:
         self._finisher.start()
         try:
             if self._await_runtime():
-                self._prep.start()
+                for poller in self._pollers:
+                    poller.start()
                 while not self.shutdown.requested.is_set():
                     job = self._next_job(timeout=0.2)
                     if job is not None:
@@ -228,11 +229,10 @@ class Agent:
         threads = {
             "heartbeat": not running or self.heartbeat.alive,
             "finisher": not running or self._finisher.is_alive(),
-            # The prep thread starts once the runtime is ready and ends on shutdown.
-            "prep": not running
-            or self._prep.ident is None
-            or self._prep.is_alive()
-            or self.shutdown.requested.is_set(),
+            # The pollers start once the runtime is ready and end on shutdown.
+            "pollers": not running
+            or self.shutdown.requested.is_set()
+            or all(p.ident is None or p.is_alive() for p in self._pollers),
         }
         return {"ok": all(threads.values()) and not self._loop_failed, "threads": threads}
 
@@ -257,32 +257,50 @@ class Agent:
         return False
 
     # == prep stage ======================================================================================
-    def _prep_loop(self) -> None:
+    def _poll_loop(self, lane: Lane) -> None:
+        """One poller per lane. The normal poller receives only while the high lane is empty (its last
+        receive returned nothing and no high job waits), so a high task never waits behind queued normal
+        ones. Two threads, because a long poll blocks: the high lane can be long-polled all the time
+        without ever delaying the normal prefetch the runtime is about to need."""
         errors = 0
+        quick = True  # high lane: a short poll first (at start, and right after it had messages)
         prefetch = self.settings.agent_prefetch
         while not self.shutdown.requested.is_set():
             if not self._runtime_ready.wait(0.2):
                 continue
             with self._cond:
-                high_slots = prefetch + 1 - self._pending
-                normal_slots = prefetch - self._pending
-                if high_slots <= 0:
+                if lane is Lane.HIGH:
+                    slots = prefetch + 1 - self._pending
+                elif self._high_empty and not self._high_waiting:
+                    slots = prefetch - self._pending
+                else:
+                    slots = 0
+                if slots <= 0:
                     self._cond.wait(0.2)
                     continue
+            if lane is Lane.HIGH:
+                wait = 0 if quick else self.settings.agent_high_wait_seconds
+            else:
+                wait = self.settings.agent_normal_wait_seconds
             self._polling.set()
             try:
-                got = self.lanes.receive(high_slots, normal_slots)
+                got = self.lanes.receive(lane, slots, wait)
                 errors = 0
             except Exception:
                 errors += 1
-                log.exception("receive failed")
+                log.exception("receive failed", extra={"lane": str(lane)})
                 self.shutdown.requested.wait(min(20.0, 0.5 * 2**errors))
                 continue
+            with self._cond:
+                self._pending += len(got)
+                if lane is Lane.HIGH:
+                    quick = bool(got)
+                    self._high_empty = not got
+                    self._high_waiting += len(got)
+                self._cond.notify_all()
             if not got:
                 continue
             self.stats.count("received", len(got))
-            with self._cond:
-                self._pending += len(got)
             for m in got:
                 self.heartbeat.hold(m)
             for m in got:
@@ -293,11 +311,17 @@ class Agent:
                     job = self._prepare(m)
                 with self._cond:
                     if job is None:
-                        self._pending -= 1
+                        self._slot_freed(m.lane)
                     else:
                         heapq.heappush(self._buffer, (job.rank, next(self._seq), job))
-                    self._cond.notify_all()
-        self._polling.clear()
+                        self._cond.notify_all()
+
+    def _slot_freed(self, lane: Lane) -> None:
+        """A received message stopped waiting (it runs now, or was settled). Call with the lock held."""
+        self._pending -= 1
+        if lane is Lane.HIGH:
+            self._high_waiting -= 1
+        self._cond.notify_all()
 
     def _prepare(self, received: Received) -> Job | None:
         """Parse, ensure the record, skip terminal tasks, fetch inputs. None if the message is settled."""
@@ -362,8 +386,7 @@ class Agent:
             if not self._buffer:
                 return None
             _, _, job = heapq.heappop(self._buffer)
-            self._pending -= 1
-            self._cond.notify_all()
+            self._slot_freed(job.received.lane)
             return job
 
     # == run stage (main thread) =========================================================================
@@ -375,9 +398,8 @@ class Agent:
         images: list[bytes] | None = None
         error: BaseException | None = None
         try:
-            if self.runtime.current_model() != job.store_path:
-                t0 = time.monotonic()
-                self.runtime.set_model(job.store_path)
+            t0 = time.monotonic()
+            if self.runtime.ensure_model(job.store_path):
                 job.switch_seconds = time.monotonic() - t0
                 self.stats.runtime_call(job.switch_seconds, generate=False, switched=True)
             if not job.cancel_requested.is_set():
@@ -662,8 +684,8 @@ class Agent:
         with self._cond:
             jobs = [j for _, _, j in self._buffer]
             self._buffer.clear()
-            self._pending -= len(jobs)
-            self._cond.notify_all()
+            for j in jobs:
+                self._slot_freed(j.received.lane)
         for job in jobs:
             log.info("returning prefetched message", extra={**_ids(job), "why": why})
             self._return(job.received, job)
@@ -702,8 +724,10 @@ class Agent:
     # == drain ===========================================================================================
     def _drain(self) -> None:
         self.shutdown.request("loop exit")
-        if self._prep.ident is not None:
-            self._prep.join(timeout=self.settings.agent_high_wait_seconds + 30)
+        for poller in self._pollers:
+            if poller.ident is not None:
+                # A long poll in flight returns within its wait; what it brings is returned below.
+                poller.join(timeout=max(self.settings.agent_high_wait_seconds, 20) + 10)
         self._polling.clear()
         self._return_buffered("shutdown")
         # Let the finisher upload/publish/delete what already ran (bounded by the grace left, at least 5 s).

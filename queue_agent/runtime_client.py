@@ -36,9 +36,17 @@ class RuntimeHealth(StrEnum):
 class RuntimeClient:
     """One runtime, one generation at a time (the caller serializes); ``http`` is injected."""
 
-    def __init__(self, http: httpx.Client, *, generate_timeout: float = 960.0) -> None:
+    def __init__(
+        self, http: httpx.Client, *, generate_timeout: float = 960.0, model_trust_seconds: float = 1.0
+    ) -> None:
         self._http = http
         self._generate_timeout = generate_timeout
+        # The model the runtime had at our last successful call. Trusted for back-to-back tasks only:
+        # a runtime restart (new process, default model) takes longer than this window, and any call that
+        # fails meanwhile forgets it. Saves a GET /options on the critical path between two generations.
+        self._trust = model_trust_seconds
+        self._model: str | None = None
+        self._model_seen = 0.0
 
     # -- health -------------------------------------------------------------------------------------------
     def health(self) -> RuntimeHealth:
@@ -99,7 +107,9 @@ class RuntimeClient:
     def current_model(self) -> str | None:
         r = self._call("GET", "/sdapi/v1/options", timeout=30.0)
         value = _json(r).get("sd_model_checkpoint")
-        return str(value) if value is not None else None
+        model = str(value) if value is not None else None
+        self._remember(model)
+        return model
 
     def set_model(self, store_path: str) -> None:
         r = self._call(
@@ -110,13 +120,20 @@ class RuntimeClient:
             not_found=lambda detail: ModelMissing(f"runtime has no model '{store_path}': {detail}"),
         )
         _json(r)
+        self._remember(store_path)
 
     def ensure_model(self, store_path: str) -> bool:
         """Switch only when the runtime's current model differs; True if a switch happened."""
+        recent = time.monotonic() - self._model_seen < self._trust
+        if recent and self._model == store_path:
+            return False
         if self.current_model() == store_path:
             return False
         self.set_model(store_path)
         return True
+
+    def _remember(self, model: str | None) -> None:
+        self._model, self._model_seen = model, time.monotonic()
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, kind: str, body: dict[str, Any]) -> list[bytes]:
@@ -134,6 +151,7 @@ class RuntimeClient:
                 out.append(base64.b64decode(b64, validate=True))
             except (binascii.Error, ValueError):
                 raise RuntimeFault(f"{kind}: images[{i}] is not base64") from None
+        self._model_seen = time.monotonic()  # alive, and still on the model we know
         return out
 
     def interrupt(self) -> bool:
@@ -158,10 +176,12 @@ class RuntimeClient:
         try:
             r = self._http.request(method, path, json=json, timeout=httpx.Timeout(timeout, connect=5.0))
         except httpx.TransportError as exc:
+            self._model = None
             # Connect errors, timeouts and dropped connections: the runtime is down or restarting.
             raise RuntimeUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
         if r.status_code < 400:
             return r
+        self._model = None  # after any failure, ask the runtime again
         detail = _detail(r)
         if r.status_code == 503:
             raise RuntimeUnavailable(f"{what}: 503 {detail}")

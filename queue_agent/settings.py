@@ -44,8 +44,10 @@ class AgentSettings(BaseSettings):
     # invisible to other pods. High-lane messages may use one slot more than normal ones, so a high task
     # that arrives while normal ones are prefetched is still received and runs first.
     agent_prefetch: Annotated[int, Field(ge=1, le=9)] = 1
-    agent_high_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 1
-    agent_normal_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 2
+    # Long-poll waits. Each lane has its own poller, so a long wait delays nothing but shutdown (which
+    # waits for an in-flight poll) and costs fewer requests while idle. 0 would busy-poll: not allowed.
+    agent_high_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
+    agent_normal_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
     # Default: a quarter of the visibility timeout (capped at 60 s) so two beats may fail before expiry.
     agent_heartbeat_seconds: Annotated[float | None, Field(gt=0)] = None
     agent_cancel_poll_seconds: Annotated[float, Field(gt=0)] = 2.0

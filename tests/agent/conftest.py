@@ -93,7 +93,7 @@ class Stack:
             "visibility_timeout_seconds": 30,
             "agent_port": 0,
             "agent_host": "127.0.0.1",
-            "agent_high_wait_seconds": 0,
+            "agent_high_wait_seconds": 1,
             "agent_normal_wait_seconds": 1,
             "agent_cancel_poll_seconds": 0.1,
             "agent_backoff_base_seconds": 1,

@@ -146,13 +146,13 @@ class FakeRuntime:
             self._generating += 1
             try:
                 call.interrupted = self._interrupt.wait(c.hold_seconds)
+                n = int(body.get("batch_size", 1))
+                w, h = int(body.get("width", 64)), int(body.get("height", 64))
+                seed = int(body.get("seed", 0))
+                images = [base64.b64encode(png(w, h, ((seed + i) % 256, 80, 160))).decode() for i in range(n)]
             finally:
                 self._generating -= 1
                 call.ended = time.monotonic()
-            n = int(body.get("batch_size", 1))
-            w, h = int(body.get("width", 64)), int(body.get("height", 64))
-            seed = int(body.get("seed", 0))
-            images = [base64.b64encode(png(w, h, ((seed + i) % 256, 80, 160))).decode() for i in range(n)]
             return {"images": images, "parameters": body, "info": f'{{"seed": {seed}}}'}
 
         @app.post("/sdapi/v1/txt2img")
@@ -185,7 +185,7 @@ class Origin:
         self.big_bytes = big_bytes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def port(self) -> int:
