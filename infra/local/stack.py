@@ -209,6 +209,8 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "1",
             "POWERTOOLS_SERVICE_NAME": "easel-api",
             "POWERTOOLS_METRICS_NAMESPACE": "Easel",
+            # EMF lines are for CloudWatch; locally they would only clutter the terminal.
+            "POWERTOOLS_METRICS_DISABLED": "1",
             **self.options.extra_env,
         }
 

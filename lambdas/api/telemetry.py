@@ -12,6 +12,7 @@ import os
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from easel.contract import Task
 
@@ -22,6 +23,9 @@ tracer = Tracer(service=SERVICE)
 
 def record_submitted(task: Task) -> None:
     """One ``TasksSubmitted`` datapoint per new task, by task type and runtime."""
+    # single_metric ignores POWERTOOLS_METRICS_DISABLED (local mode sets it), so honour it here.
+    if is_metrics_disabled():
+        return
     with single_metric(
         name="TasksSubmitted",
         unit=MetricUnit.Count,
