@@ -83,3 +83,23 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     run(settings, log_level=log_level.lower())
+
+
+@app.command()
+def health(
+    host: Annotated[str, typer.Option(envvar="EASEL_RUNTIME_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="EASEL_RUNTIME_PORT")] = 8080,
+    timeout: float = 3.0,
+) -> None:
+    """Exit 0 when the runtime reports ready or busy, 1 otherwise (container HEALTHCHECK, exec probes)."""
+    import httpx
+
+    # A server bound to every interface is reached on loopback from inside its container.
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        response = httpx.get(f"http://{target}:{port}/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        typer.echo(f"runtime unreachable at {target}:{port}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(response.text)
+    raise typer.Exit(0 if response.status_code == 200 else 1)

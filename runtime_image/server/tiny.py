@@ -9,6 +9,7 @@ Weights are random (seeded): the images are noise, but deterministic noise.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -71,23 +72,33 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
 
 
+def _apply_bpe(parts: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    while len(parts) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(itertools.pairwise(parts))]
+        known = [(r, i) for r, i in pairs if r is not None]
+        if not known:
+            break
+        _, i = min(known)
+        parts = [*parts[:i], parts[i] + parts[i + 1], *parts[i + 2 :]]
+    return parts
+
+
 def build_vocab() -> tuple[dict[str, int], list[str]]:
     """A CLIP-style vocabulary: each byte symbol (inner and word-final), merges for common words, specials."""
     alphabet = _bytes_to_unicode()
     vocab: dict[str, int] = {}
     for symbol in [*alphabet, *(a + "</w>" for a in alphabet)]:
         vocab.setdefault(symbol, len(vocab))
-    merges: list[str] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in _WORDS.split():
-        # Merge left to right; every intermediate symbol exists, so the BPE rules are consistent.
-        parts = [*word[:-1], word[-1] + "</w>"]
-        left = parts[0]
-        for right in parts[1:]:
-            rule = f"{left} {right}"
-            left += right
-            if rule not in merges:
-                merges.append(rule)
-                vocab.setdefault(left, len(vocab))
+        # Learn merges the way BPE will apply them (lowest rank first), until the word is one symbol; rules
+        # added later rank higher, so they never split a word learned earlier.
+        parts = _apply_bpe([*word[:-1], word[-1] + "</w>"], ranks)
+        while len(parts) > 1:
+            ranks[(parts[0], parts[1])] = len(ranks)
+            vocab.setdefault(parts[0] + parts[1], len(vocab))
+            parts = _apply_bpe(parts, ranks)
+    merges = [f"{a} {b}" for (a, b), _ in sorted(ranks.items(), key=lambda kv: kv[1])]
     vocab[BOS] = len(vocab)
     vocab[EOS] = len(vocab)
     return vocab, merges
