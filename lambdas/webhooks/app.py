@@ -1,0 +1,99 @@
+"""The webhooks Lambda: results topic (SNS) -> signed Standard Webhooks callbacks.
+
+A delivery that may succeed later (timeout, 5xx, 429) raises, so Lambda's asynchronous retries run and,
+after them, the event lands in the function's on-failure queue (alarmed). A refused URL or a 4xx answer is
+logged and dropped: retrying would not change it.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from easel.contract import Task
+from lambdas.webhooks.delivery import DeliveryPolicy, WebhookSender
+from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
+from lambdas.webhooks.service import body_of, message_id, wanted
+from lambdas.webhooks.signing import derive_tenant_secret
+
+logger = Logger(service="easel-webhooks")
+
+
+class WebhookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EASEL_WEBHOOK_", extra="ignore")
+
+    # Base64 master secret (local mode, tests) or the ARN of a Secrets Manager secret holding it.
+    secret: str | None = None
+    secret_arn: str | None = None
+    timeout_seconds: float = 5.0
+    test_insecure_origins: str = ""
+
+
+@dataclass
+class Deps:
+    master: bytes
+    sender: WebhookSender
+
+
+_deps: Deps | None = None
+_lock = threading.Lock()
+
+
+def _load_master(settings: WebhookSettings) -> bytes:
+    if settings.secret:
+        return base64.b64decode(settings.secret)
+    if settings.secret_arn:
+        import boto3
+
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=settings.secret_arn)["SecretString"]
+        return base64.b64decode(value)
+    raise RuntimeError("set EASEL_WEBHOOK_SECRET or EASEL_WEBHOOK_SECRET_ARN")
+
+
+def deps() -> Deps:
+    global _deps
+    with _lock:
+        if _deps is None:
+            settings = WebhookSettings()
+            origins = frozenset(o for o in settings.test_insecure_origins.split(",") if o)
+            policy = DeliveryPolicy(timeout_seconds=settings.timeout_seconds, test_insecure_origins=origins)
+            _deps = Deps(master=_load_master(settings), sender=WebhookSender(policy, http=httpx.Client()))
+        return _deps
+
+
+def set_deps(value: Deps | None) -> None:
+    global _deps
+    _deps = value
+
+
+def deliver(message: str, d: Deps) -> str:
+    """Handle one result notification; returns what happened (for logs and tests)."""
+    task = Task.model_validate_json(message)
+    event = wanted(task)
+    if event is None or task.webhook is None:
+        return "skipped"
+    secret = derive_tenant_secret(d.master, task.tenant)
+    try:
+        d.sender.send(task.webhook, secret=secret, msg_id=message_id(task), body=body_of(task))
+    except (DeliveryRefused, DeliveryRejected) as exc:
+        logger.warning("webhook dropped", extra={"task_id": task.id, "reason": exc.reason})
+        return "dropped"
+    except DeliveryFailed as exc:
+        logger.warning("webhook failed, will retry", extra={"task_id": task.id, "reason": exc.reason})
+        raise
+    logger.info("webhook delivered", extra={"task_id": task.id, "event": event})
+    return "delivered"
+
+
+@event_source(data_class=SNSEvent)
+@logger.inject_lambda_context
+def handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
+    return {"results": [deliver(record.sns.message, deps()) for record in event.records]}
