@@ -249,7 +249,7 @@ class Runner:
         try:
             model, hit = self.cache.get_or_load(entry.name, entry.fingerprint(), lambda: self._load(entry))
         finally:
-            self._set_progress(job="")
+            self._clear_progress()
         model.place(self.plan.device)
         with self._lock:
             self._current = entry.name
@@ -284,11 +284,11 @@ class Runner:
         model = self._activate(name)
         job = tr.job
         self._interrupt.clear()
-        self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock(), interrupted=False)
+        self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock())
         try:
             result = model.generate(job, self.store, self._on_step)
         finally:
-            self._set_progress(job="", job_count=0, started=None)
+            self._clear_progress()
         return result, model.name
 
     def _only_model(self) -> str:
@@ -309,9 +309,11 @@ class Runner:
             self._progress.sampling_steps = total
         return self._interrupt.is_set()
 
-    def _set_progress(self, **fields: Any) -> None:
+    def _clear_progress(self) -> None:
         with self._lock:
-            if fields.get("job"):
-                self._progress = _Progress(job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
-            for key, value in fields.items():
-                setattr(self._progress, key, value)
+            self._progress = _Progress()
+
+    def _set_progress(self, **fields: Any) -> None:
+        """A new job starts: fresh progress, so nothing of the previous job is reported for it."""
+        with self._lock:
+            self._progress = _Progress(job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"), **fields)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import LiveServer
 from tests.runtime.helpers import info, open_png
 
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.mark.slow  # 512x512, 20 steps, as recorded
 def test_recorded_webuiapi_txt2img_body_works_unchanged(server: LiveServer) -> None:
     body = json.loads((DATA / "a1111_txt2img_webuiapi.json").read_text())
     response = server.post("/sdapi/v1/txt2img", body)

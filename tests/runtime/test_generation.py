@@ -133,4 +133,5 @@ def test_progress_is_idle_between_jobs(server: LiveServer) -> None:
     progress = server.get("/sdapi/v1/progress").json()
     assert progress["progress"] == 0.0
     assert progress["state"]["job_count"] == 0
+    assert (progress["state"]["job"], progress["state"]["sampling_step"]) == ("", 0)
     assert server.post("/sdapi/v1/interrupt").json() == {"interrupted": False}

@@ -77,7 +77,9 @@ def test_failed_start_reports_failed(make_server, tiny_store: Path) -> None:
 
 def test_interrupt_stops_a_50_step_run_early(server: LiveServer) -> None:
     running = post_in_background(server, LONG)
-    wait_for(lambda: server.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2)
+    wait_for(
+        lambda: (s := server.get("/sdapi/v1/progress").json()["state"])["job"] and s["sampling_step"] >= 2
+    )
     assert server.post("/sdapi/v1/interrupt").json() == {"interrupted": True}
     response = running.result()
     assert response.status_code == 200
