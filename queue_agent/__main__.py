@@ -14,6 +14,7 @@ import boto3
 import httpx
 from botocore.config import Config
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from queue_agent.health import HealthServer, Probes
 from queue_agent.loop import Agent
@@ -51,6 +52,10 @@ def main() -> int:
     except ValidationError as exc:
         configure_logging()
         log.error("invalid agent settings", extra={"errors": exc.errors(include_url=False)})
+        return 2
+    except SettingsError as exc:  # e.g. EASEL_MODELS is not JSON
+        configure_logging()
+        log.error("invalid agent settings", extra={"errors": str(exc)})
         return 2
     configure_logging(settings.agent_log_level)
     agent = build_agent(settings)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -36,6 +37,7 @@ from queue_agent.settings import AgentSettings
 from tests.agent.fakes import FakeRuntime
 
 RUNTIME = "sd15"
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
