@@ -12,6 +12,7 @@ method before the Lambda runs; ``tests/infra`` checks the list against the Lambd
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -46,6 +47,23 @@ PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 POWERTOOLS_VERSION = "3.37.0"
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/{python}/{version}"
 SERVICE_NAME = "easel-api"
+# One JSON object per request; userArn is what the Lambda maps to a tenant, so it is what an operator
+# needs to answer "who sent this".
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "xrayTraceId": "$context.xrayTraceId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "userArn": "$context.identity.userArn",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationLatencyMs": "$context.integrationLatency",
+    "error": "$context.error.message",
+}
 STAGE_NAME = "prod"
 
 
@@ -121,17 +139,7 @@ class Api(Construct):
                 throttling_rate_limit=throttle.rate_limit,
                 throttling_burst_limit=throttle.burst_limit,
                 access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
         self.request_validator = self.rest_api.add_request_validator(

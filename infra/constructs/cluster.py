@@ -335,13 +335,6 @@ class Cluster(Construct):
     def _acknowledge(self) -> None:
         acknowledge(
             self.cluster,
-            "AwsSolutions-EKS1",
-            "The API endpoint is public so operators and the CDK kubectl handler can reach it without a "
-            "VPN; every request still needs an IAM identity with an EKS access entry, and nodes use the "
-            "private endpoint.",
-        )
-        acknowledge(
-            self.cluster,
             [
                 _managed("AmazonEKSClusterPolicy"),
                 _managed("AmazonEKSWorkerNodePolicy"),

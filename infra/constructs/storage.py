@@ -53,12 +53,6 @@ class Storage(Construct):
                 lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(ACCESS_LOGS_EXPIRE_DAYS))],
                 removal_policy=removal_policy,
             )
-            acknowledge(
-                self.access_logs_bucket,
-                "AwsSolutions-S1",
-                "This bucket is the access-log destination itself; logging it into another bucket would "
-                "only move the same question one bucket further.",
-            )
 
         self.models_bucket = s3.Bucket(
             self,

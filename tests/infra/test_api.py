@@ -1,0 +1,209 @@
+"""API: IAM auth and validation on every method, throttling, logging, tracing; the Lambda and its grants."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Match
+
+from easel.config import load_config
+from infra.constructs.api import POWERTOOLS_VERSION, ROUTES, powertools_layer_parameter
+from infra.lambda_bundle import CONFIG_FILE, HANDLER, stage_api_bundle
+from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.infra.conftest import Synth
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.mark.slow
+def test_every_method_requires_iam_auth_and_is_validated(synth: Synth) -> None:
+    methods = synth.resources(synth.core, "AWS::ApiGateway::Method")
+    assert len(methods) == len(ROUTES)
+    validators = synth.resources(synth.core, "AWS::ApiGateway::RequestValidator")
+    assert [v["Properties"]["ValidateRequestBody"] for v in validators.values()] == [True]
+    validator_id = next(iter(validators))
+    for method in methods.values():
+        props = method["Properties"]
+        assert props["AuthorizationType"] == "AWS_IAM"
+        assert props["RequestValidatorId"] == {"Ref": validator_id}
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+
+
+@pytest.mark.slow
+def test_task_bodies_must_be_json_objects_and_ids_are_required(example_synth: Synth) -> None:
+    template = example_synth.core_template
+    template.resource_properties_count_is(
+        "AWS::ApiGateway::Method",
+        {"HttpMethod": "POST", "RequestModels": {"application/json": Match.any_value()}},
+        2,  # POST /v1/tasks and POST /v1alpha2
+    )
+    template.resource_properties_count_is(
+        "AWS::ApiGateway::Method", {"RequestParameters": {"method.request.path.id": True}}, 2
+    )
+    template.has_resource_properties(
+        "AWS::ApiGateway::Model",
+        {"ContentType": "application/json", "Schema": Match.object_like({"type": "object"})},
+    )
+
+
+def test_routes_match_the_lambda_router() -> None:
+    """API Gateway only forwards declared routes; they must be exactly the ones the Lambda serves."""
+    from lambdas.api.app import app
+
+    routes = [*app._static_routes, *app._dynamic_routes]
+    served = {(str(route.method).upper(), _unregex(route.rule.pattern)) for route in routes}
+    assert served == set(ROUTES)
+
+
+def _unregex(pattern: str) -> str:
+    """Powertools compiles `/v1/tasks/<id>` to `^/v1/tasks/(?P<id>[...]+)/*$`; undo that."""
+    path = pattern.removeprefix("^").removesuffix("$").removesuffix("/*")
+    return re.sub(r"\(\?P<(\w+)>\[.*?\]\+\)", r"{\1}", path)
+
+
+@pytest.mark.slow
+def test_stage_throttles_traces_and_logs(synth: Synth) -> None:
+    throttle = synth.config.api.throttle
+    synth.core_template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "prod",
+            "TracingEnabled": True,
+            "AccessLogSetting": {
+                "DestinationArn": Match.any_value(),
+                "Format": Match.string_like_regexp("userArn"),
+            },
+            "MethodSettings": [
+                Match.object_like(
+                    {
+                        "HttpMethod": "*",
+                        "ResourcePath": "/*",
+                        "ThrottlingRateLimit": throttle.rate_limit,
+                        "ThrottlingBurstLimit": throttle.burst_limit,
+                        "LoggingLevel": "ERROR",
+                        "DataTraceEnabled": False,
+                    }
+                )
+            ],
+        },
+    )
+    synth.core_template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {"Throttle": {"RateLimit": throttle.rate_limit, "BurstLimit": throttle.burst_limit}},
+    )
+
+
+@pytest.mark.slow
+def test_api_lambda_runtime_layer_and_environment(synth: Synth) -> None:
+    synth.core_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": HANDLER,
+            "Runtime": "python3.13",
+            "Architectures": ["arm64"],
+            "TracingConfig": {"Mode": "Active"},
+            "Layers": [{"Ref": Match.string_like_regexp("^SsmParameterValueawsservicepowertools")}],
+            "Environment": {
+                "Variables": {
+                    "EASEL_TABLE_NAME": Match.any_value(),
+                    "EASEL_TASKS_TOPIC_ARN": Match.any_value(),
+                    "EASEL_OUTPUTS_BUCKET": Match.any_value(),
+                    "EASEL_CONFIG_FILE": CONFIG_FILE,
+                    "POWERTOOLS_SERVICE_NAME": "easel-api",
+                    "POWERTOOLS_METRICS_NAMESPACE": "Easel",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
+                }
+            },
+        },
+    )
+    # The layer ARN is resolved by CloudFormation from the public SSM parameter: no lookup at synth.
+    params = synth.template_json(synth.core)["Parameters"]
+    assert any(
+        p["Type"] == "AWS::SSM::Parameter::Value<String>" and p["Default"] == powertools_layer_parameter()
+        for p in params.values()
+    )
+
+
+@pytest.mark.slow
+def test_api_lambda_may_only_touch_the_table_tasks_topic_and_tenant_outputs(example_synth: Synth) -> None:
+    synth = example_synth
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for k, p in synth.resources(synth.core, "AWS::IAM::Policy").items()
+        if k.startswith("ApiFunction")
+    ]
+    assert len(policies) == 1
+    actions = sorted(a for s in policies[0] for a in _list(s["Action"]))
+    assert actions == sorted(
+        [
+            "xray:PutTelemetryRecords",
+            "xray:PutTraceSegments",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "sns:Publish",
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+            "s3:GetObject",
+        ]
+    )
+    s3_statement = next(s for s in policies[0] if s["Action"] == "s3:GetObject")
+    assert json.dumps(s3_statement["Resource"]).endswith('/tenants/*"]]}')
+
+
+def test_powertools_layer_matches_the_lambdas_extra_pin() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = [d for d in pyproject["project"]["optional-dependencies"]["lambdas"] if "powertools" in d]
+    assert pins and all(p.endswith(f"=={POWERTOOLS_VERSION}") for p in pins)
+    assert (
+        powertools_layer_parameter()
+        == f"/aws/service/powertools/python/arm64/python3.13/{POWERTOOLS_VERSION}"
+    )
+
+
+def test_bundle_holds_handler_core_vendored_deps_and_config(tmp_path: Path) -> None:
+    config = load_config(EXAMPLE_CONFIG)
+    bundle = stage_api_bundle(config, tmp_path / "bundle")
+    files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert {"lambdas/api/app.py", "easel/config.py", "easel/store.py", CONFIG_FILE} <= files
+    assert {"yaml/__init__.py", "pydantic_settings/__init__.py", "dotenv/__init__.py"} <= files
+    assert not any(f.startswith(("easel/cli/", "easel/bench/")) for f in files)
+    assert all(f.endswith(".py") or f == CONFIG_FILE for f in files), "only sources and the config"
+    assert json.loads((bundle / CONFIG_FILE).read_text()) == config.model_dump(mode="json")
+
+
+@pytest.mark.slow
+def test_bundle_imports_without_the_repo_or_compiled_yaml(tmp_path: Path) -> None:
+    """The handler imports from the bundle alone, plus what the Powertools layer and runtime provide."""
+    bundle = stage_api_bundle(load_config(EXAMPLE_CONFIG), tmp_path / "bundle")
+    site = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
+        "import lambdas.api.app, yaml, pydantic_settings, easel;"
+        "from lambdas.api.deps import load_config_json;"
+        "from pathlib import Path;"
+        "assert load_config_json(Path(sys.argv[1], 'easel_config.json')).stack_name == 'easel';"
+        "print(easel.__file__, yaml.__file__, yaml.__with_libyaml__)"
+    )
+    # -S: no site-packages processing, so the editable install of this repo is invisible.
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(bundle), str(site)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.split()
+    assert out[0].startswith(str(bundle)) and out[1].startswith(str(bundle))
+    assert out[2] == "False"  # pure-Python PyYAML (the x86_64 C extension is not shipped)
+
+
+def _list(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]

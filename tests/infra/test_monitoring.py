@@ -1,0 +1,83 @@
+"""Monitoring: alarms on dead letters, unroutable tasks, stale lanes and API 5XX, to an encrypted topic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from easel.naming import LANES
+from tests.infra.conftest import Synth
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+
+def _alarms(synth: Synth) -> dict[str, dict[str, object]]:
+    return {
+        str(v["Properties"]["AlarmName"]): v["Properties"]
+        for v in synth.resources(synth.core, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def test_alarm_set(synth: Synth) -> None:
+    prefix = synth.names.prefix
+    expected = {f"{prefix}-unroutable", f"{prefix}-api-5xx"} | {
+        f"{prefix}-{r.name}-{lane}-{kind}"
+        for r in synth.config.runtimes
+        for lane in LANES
+        for kind in ("dlq", "oldest")
+    }
+    assert set(_alarms(synth)) == expected
+
+
+def test_thresholds(synth: Synth) -> None:
+    alarms = _alarms(synth)
+    prefix = synth.names.prefix
+    for name, alarm in alarms.items():
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        if name.endswith(("-dlq", "-unroutable")):
+            assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+            assert alarm["Threshold"] == 0
+        elif name.endswith("-oldest"):
+            assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+            assert alarm["Threshold"] == synth.config.monitoring.oldest_message_alarm_seconds
+    assert alarms[f"{prefix}-api-5xx"]["MetricName"] == "5XXError"
+
+
+def test_alarms_notify_the_encrypted_alarms_topic(synth: Synth) -> None:
+    topics = synth.resources(synth.core, "AWS::SNS::Topic")
+    alarms_topic = next(
+        k for k, v in topics.items() if v["Properties"]["TopicName"] == synth.names.alarms_topic
+    )
+    assert "KmsMasterKeyId" in topics[alarms_topic]["Properties"]
+    for alarm in _alarms(synth).values():
+        assert alarm["AlarmActions"] == [{"Ref": alarms_topic}]
+    synth.core_template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Principal": {"Service": "cloudwatch.amazonaws.com"}})]
+                )
+            }
+        },
+    )
+
+
+def test_dashboard_covers_lanes_dead_letters_outcomes_and_api(example_synth: Synth) -> None:
+    dashboard = next(iter(example_synth.resources(example_synth.core, "AWS::CloudWatch::Dashboard").values()))
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for metric in (
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+        "TasksSubmitted",
+        "5XXError",
+        "4XXError",
+        "Latency",
+        "Easel",
+    ):
+        assert metric in body, metric
+    # Every queue (lanes, DLQs, unroutable) is graphed; queue names appear as Fn::GetAtt of the queues.
+    for queue_id in example_synth.resources(example_synth.core, "AWS::SQS::Queue"):
+        assert f'["{queue_id}", "QueueName"]' in body, queue_id
