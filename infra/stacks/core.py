@@ -105,7 +105,7 @@ class CoreStack(cdk.Stack):
                 "Receive results in your own SQS queue (its policy must allow this topic to send)",
             ),
             "SubmitCommand": (
-                f"easel submit --endpoint {self.api.url} --model {model} --prompt '{EXAMPLE_PROMPT}'",
+                f"easel submit --endpoint {self.api.url} --model {model} --prompt '{EXAMPLE_PROMPT}' --wait",
                 "Submit a first task with your AWS credentials (a principal listed under tenants)",
             ),
         }
