@@ -8,7 +8,8 @@ RuntimeServerError
 ├── UnavailableError         try again later (503, retryable for the agent)
 │   ├── BusyError            one generation runs and the waiting queue is full
 │   └── NotReadyError        the server is starting or its start failed
-└── ModelLoadError           a model exists but cannot be loaded (500)
+├── ModelLoadError           a model exists but cannot be loaded (500)
+└── InternalError            anything else that failed inside a job, e.g. CUDA out of memory (500)
 """
 
 from __future__ import annotations
@@ -88,3 +89,13 @@ class ModelLoadError(RuntimeServerError):
         super().__init__(f"model '{model}' could not be loaded: {reason}")
         self.model = model
         self.reason = reason
+
+
+class InternalError(RuntimeServerError):
+    """A job failed for a reason of ours; ``cause`` names the original exception type."""
+
+    code = "internal"
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = type(cause).__name__

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtime_image.server.a1111 import build_response
 from runtime_image.server.errors import (
+    InternalError,
     ModelLoadError,
     NotFoundError,
     RequestError,
@@ -150,3 +151,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelLoadError)
     async def load_failed(_req: Request, exc: ModelLoadError) -> JSONResponse:
         return _error(500, exc, model=exc.model)
+
+    @app.exception_handler(InternalError)
+    async def crashed(_req: Request, exc: InternalError) -> JSONResponse:
+        # Unknown failures (CUDA out of memory, a pipeline bug): the agent retries, then dead-letters.
+        return _error(500, exc)

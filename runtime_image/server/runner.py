@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 from runtime_image.server.a1111 import Translated, translate
 from runtime_image.server.cache import LruCache
 from runtime_image.server.device import DevicePlan, plan_for, probe_device
-from runtime_image.server.errors import BusyError, NotReadyError, RequestError
+from runtime_image.server.errors import (
+    BusyError,
+    InternalError,
+    NotReadyError,
+    RequestError,
+    RuntimeServerError,
+)
 from runtime_image.server.loader import load_pipeline, pipeline_nbytes
 from runtime_image.server.lora import AdapterSet, LoraStats
 from runtime_image.server.pipelines import GenerationResult, LoadedModel
@@ -232,6 +238,11 @@ class Runner:
             self._running += 1
         try:
             return fn(*args)
+        except RuntimeServerError:
+            raise
+        except Exception as exc:
+            log.exception("job failed")
+            raise InternalError(exc) from exc
         finally:
             with self._lock:
                 self._running -= 1

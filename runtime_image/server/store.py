@@ -3,7 +3,8 @@
 Layout::
 
     <models_dir>/<name>/model_index.json      a diffusers folder; <name> may contain '/' (nested folders)
-    <models_dir>/<name>.safetensors            a single-file checkpoint (original SD layout)
+    <models_dir>/<name>.safetensors            a single-file checkpoint (original SD key layout; see
+                                               original_layout.py to export a diffusers folder to one)
     <models_dir>/configs/<name>/ or configs/default/
                                                diffusers configs used to load single-file checkpoints offline
     <models_dir>/loras/<name>.safetensors      LoRA adapters

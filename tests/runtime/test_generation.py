@@ -135,3 +135,25 @@ def test_progress_is_idle_between_jobs(server: LiveServer) -> None:
     assert progress["state"]["job_count"] == 0
     assert (progress["state"]["job"], progress["state"]["sampling_step"]) == ("", 0)
     assert server.post("/sdapi/v1/interrupt").json() == {"interrupted": False}
+
+
+def test_unexpected_failure_is_a_json_500_and_the_server_keeps_serving(
+    make_server, tiny_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime_image.server.pipelines import LoadedModel
+
+    server = make_server(tiny_store, preload_model="a")
+    server.wait_status("ready")
+    real = LoadedModel.generate
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(LoadedModel, "generate", boom)
+    response = server.post("/sdapi/v1/txt2img", {**BASE, "seed": 1})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "detail": "RuntimeError: CUDA out of memory (simulated)"}
+    assert server.get("/sdapi/v1/progress").json()["state"]["job"] == ""
+    monkeypatch.setattr(LoadedModel, "generate", real)
+    assert server.wait_status("ready")["queue"]["running"] == 0
+    assert server.post("/sdapi/v1/txt2img", {**BASE, "seed": 1}).status_code == 200
