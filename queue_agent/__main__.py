@@ -80,10 +80,9 @@ def main() -> int:
             "models": sorted(settings.models),
         },
     )
-    try:
-        code = agent.run()
-    except Exception:
-        return 1
+    code = run_until_drained(agent)
+    if code != 0:
+        return code
     if agent.shutdown.reason == "drain":
         # Drained by GET /drain (preStop): stay up, idle and unready, until the kubelet's SIGTERM.
         stopped = threading.Event()
@@ -92,6 +91,30 @@ def main() -> int:
     health.stop()
     log.info("queue agent stopped", extra={"exit_code": code})
     return code
+
+
+def run_until_drained(agent: Agent) -> int:
+    """Run the loop in a thread so this (signal-handling) thread can enforce a hard deadline: a runtime
+    that ignores its interrupt must not keep the pod from exiting. Past the grace period plus twice
+    EASEL_AGENT_INTERRUPT_WAIT_SECONDS every held message is returned and the process exits 0 anyway."""
+    hard_exit_after = 2 * agent.settings.agent_interrupt_wait_seconds
+    result: list[int] = []
+
+    def target() -> None:
+        try:
+            result.append(agent.run())
+        except Exception:
+            result.append(1)
+
+    loop = threading.Thread(target=target, name="agent-loop", daemon=True)
+    loop.start()
+    while loop.is_alive():
+        loop.join(0.2)
+        if agent.shutdown.requested.is_set() and agent.shutdown.past_grace(hard_exit_after):
+            returned = agent.release_all()
+            log.error("loop stuck past the grace period; exiting", extra={"returned_messages": returned})
+            return 0
+    return result[0] if result else 1
 
 
 def install_signal_handlers_for(event: threading.Event) -> None:

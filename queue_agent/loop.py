@@ -72,9 +72,7 @@ from queue_agent.telemetry import AgentStats, default_tracer, start_task_span, t
 
 log = logging.getLogger(__name__)
 
-# After the grace period the runtime is interrupted; if the call still has not returned this much later,
-# the heartbeat returns the message itself so the task is not lost with a wedged runtime.
-_INTERRUPT_WAIT_SECONDS = 5.0
+_REINTERRUPT_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -93,6 +91,7 @@ class Job:
     shutdown_interrupted: bool = False
     returned: bool = False
     run_started: float | None = None
+    last_interrupt: float | None = None
     next_cancel_check: float = 0.0
     started_task: Task | None = None
     terminal: Task | None = None
@@ -315,6 +314,8 @@ class Agent:
                     else:
                         heapq.heappush(self._buffer, (job.rank, next(self._seq), job))
                         self._cond.notify_all()
+        # Shutdown: what waits unstarted goes back now, not after the running task (another pod can start it).
+        self._return_buffered("shutdown")
 
     def _slot_freed(self, lane: Lane) -> None:
         """A received message stopped waiting (it runs now, or was settled). Call with the lock held."""
@@ -391,10 +392,11 @@ class Agent:
 
     # == run stage (main thread) =========================================================================
     def _run(self, job: Job) -> None:
-        started: Future[Task] = self._aux.submit(self._start, job)
         with self._running_lock:
             self._running = job
             job.run_started = time.monotonic()
+        # The processing transition runs beside the model check and the generation (off the critical path).
+        started: Future[Task] = self._aux.submit(self._start, job)
         images: list[bytes] | None = None
         error: BaseException | None = None
         try:
@@ -482,12 +484,23 @@ class Agent:
             if not job.shutdown_interrupted:
                 job.shutdown_interrupted = True
                 self._interrupt(job, "shutdown grace period over")
-            elif not job.returned and self.shutdown.past_grace(_INTERRUPT_WAIT_SECONDS):
+            elif not job.returned and self.shutdown.past_grace(self.settings.agent_interrupt_wait_seconds):
+                # A wedged runtime must not take the task down with it: the message goes back now.
                 log.warning("runtime ignored the interrupt; returning the message", extra=_ids(job))
                 self._return(job.received, job)
         if not job.timed_out and now - job.run_started > self.settings.task_timeout_seconds:
             job.timed_out = True
             self._interrupt(job, "task timeout")
+        stopping = (
+            job.cancel_requested.is_set()
+            or job.timed_out
+            or job.shutdown_interrupted
+            or job.terminal is not None
+        )
+        if stopping and job.last_interrupt is not None and now - job.last_interrupt >= _REINTERRUPT_SECONDS:
+            # An interrupt that reached the runtime just before its generation began is lost (a new job
+            # clears the flag): say it again while the job still runs.
+            self._interrupt(job, "still running after interrupt")
         if now >= job.next_cancel_check:
             job.next_cancel_check = now + self.settings.agent_cancel_poll_seconds
             current = self.state.find(job.message.tenant, job.message.id)
@@ -502,6 +515,7 @@ class Agent:
             if self._running is job:
                 log.info("interrupting runtime", extra={**_ids(job), "why": why})
                 job.span.add_event("interrupt", {"why": why})
+                job.last_interrupt = time.monotonic()
                 self.runtime.interrupt()
 
     # == finish stage (finisher thread) ==================================================================
@@ -720,6 +734,13 @@ class Agent:
         if error and outcome not in ("succeeded", "canceled"):
             span.set_status(Status(StatusCode.ERROR, error[:200]))
         span.end()
+
+    def release_all(self) -> int:
+        """Last resort before a hard exit: every held message back to its queue (visibility 0)."""
+        held = self.heartbeat.held()
+        for m in held:
+            self._return(m)
+        return len(held)
 
     # == drain ===========================================================================================
     def _drain(self) -> None:

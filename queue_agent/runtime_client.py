@@ -65,6 +65,7 @@ class RuntimeClient:
         first_delay: float = 0.1,
         max_delay: float = 5.0,
         sleep: Callable[[float], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> bool:
         """Poll /health with exponential delays until ``ready``; False after ``timeout`` (or on stop).
 
@@ -73,13 +74,13 @@ class RuntimeClient:
         """
         stop = stop or threading.Event()
         wait = sleep or stop.wait
-        started = time.monotonic()
+        started = clock()
         delay = first_delay
         last: RuntimeHealth | None = None
         last_warned = started
         while True:
             state = self.health()
-            waited = time.monotonic() - started
+            waited = clock() - started
             if state is RuntimeHealth.READY:
                 if last is not None:
                     log.info("runtime ready", extra={"waited_seconds": round(waited, 3)})
@@ -87,12 +88,12 @@ class RuntimeClient:
             if state is not last:
                 log.info("waiting for runtime", extra={"runtime_state": str(state)})
                 last = state
-            elif time.monotonic() - last_warned >= 30:
+            elif clock() - last_warned >= 30:
                 log.warning(
                     "runtime still not ready",
                     extra={"runtime_state": str(state), "waited_seconds": round(waited, 1)},
                 )
-                last_warned = time.monotonic()
+                last_warned = clock()
             if waited >= timeout:
                 log.error(
                     "runtime not ready within bound",

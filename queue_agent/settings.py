@@ -54,6 +54,9 @@ class AgentSettings(BaseSettings):
     agent_backoff_base_seconds: Annotated[int, Field(ge=0)] = 5
     agent_backoff_cap_seconds: Annotated[int, Field(ge=0, le=43200)] = 600
     agent_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 25.0
+    # Past the grace period the runtime is interrupted; if the generation still has not returned this much
+    # later, the message is returned anyway, and after twice this the process exits (0) regardless.
+    agent_interrupt_wait_seconds: Annotated[float, Field(gt=0)] = 5.0
     agent_runtime_ready_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     agent_input_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     # "field": send ``loras`` in the body (Easel runtime); "prompt": <lora:name:weight> tags (stock A1111).

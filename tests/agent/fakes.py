@@ -75,7 +75,12 @@ class FakeRuntime:
     # -- lifecycle --------------------------------------------------------------------------------------
     def up(self) -> FakeRuntime:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", workers=1
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="fake-runtime", daemon=True)
@@ -88,7 +93,12 @@ class FakeRuntime:
         self._server, self._thread = server, thread
         return self
 
+    def release(self) -> None:
+        """End a held generation now (as if it finished), whatever ``ignore_interrupt`` says."""
+        self._interrupt.set()
+
     def down(self) -> None:
+        self.release()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)

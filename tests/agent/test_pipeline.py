@@ -144,3 +144,15 @@ def test_model_switch_only_when_runtime_model_differs(stack: Stack) -> None:
         stack.wait_result("c", "succeeded")
     assert stack.runtime.option_posts == ["other"]
     assert stack.runtime.control.current_model == "other"
+
+
+def test_webhook_asking_for_start_gets_a_processing_notification(stack: Stack) -> None:
+    msg = stack.message("hooked")
+    stack.create_record(msg, webhook="https://hooks.example.com/easel")
+    stack.publish(msg)
+    stack.submit("plain")
+    with stack.running():
+        stack.wait_result("hooked", "succeeded")
+        stack.wait_result("plain", "succeeded")
+    assert [r["status"] for r in stack.results_for("hooked")] == ["processing", "succeeded"]
+    assert [r["status"] for r in stack.results_for("plain")] == ["succeeded"]

@@ -157,3 +157,23 @@ def test_invalid_environment_exits_2(stack: Stack, spawn) -> None:  # type: igno
     agent = spawn(EASEL_MODELS="not json")
     assert agent.proc.wait(timeout=20) == 2
     assert any("invalid agent settings" in str(ln.get("msg")) for ln in agent.lines())
+
+
+def test_sigterm_with_a_runtime_that_ignores_interrupt(stack: Stack, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A wedged runtime cannot keep the pod: the message goes back, the process still exits 0."""
+    stack.runtime.control.hold_seconds = 60
+    stack.runtime.control.ignore_interrupt = True
+    agent = spawn(EASEL_AGENT_SHUTDOWN_GRACE_SECONDS="0.3", EASEL_AGENT_INTERRUPT_WAIT_SECONDS="0.5")
+    agent.wait_ready()
+    stack.submit("wedged")
+    stack.submit("waiting")  # prefetched: returned at once on SIGTERM
+    wait_for(lambda: stack.runtime.generation_calls(), 10, "generation started")
+    wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 2), 10, "second prefetched")
+    started = time.monotonic()
+    assert agent.terminate() == 0
+    assert time.monotonic() - started < 10
+    assert stack.runtime.interrupts >= 1
+    assert stack.queue_counts(stack.normal_url) == (2, 0)
+    assert stack.task("wedged").status == "processing"
+    assert stack.task("waiting").status == "queued"
+    assert any(ln["msg"] == "loop stuck past the grace period; exiting" for ln in agent.lines())
