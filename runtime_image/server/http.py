@@ -26,7 +26,7 @@ from runtime_image.server.errors import (
 )
 from runtime_image.server.runner import Health, Runner
 from runtime_image.server.samplers import SAMPLERS
-from runtime_image.server.schemas import Img2ImgRequest, OptionsUpdate, Txt2ImgRequest
+from runtime_image.server.schemas import Img2ImgRequest, OptionsUpdate, TrainLoraRequest, Txt2ImgRequest
 
 
 def create_app(runner: Runner) -> FastAPI:
@@ -100,6 +100,10 @@ def create_app(runner: Runner) -> FastAPI:
     @app.get("/sdapi/v1/progress")
     async def progress() -> dict[str, Any]:
         return runner.progress()
+
+    @app.post("/easel/v1/train-lora")
+    async def train_lora(req: TrainLoraRequest) -> dict[str, Any]:
+        return await runner.train_lora(req)
 
     @app.get("/easel/v1/cache")
     async def cache() -> dict[str, Any]:

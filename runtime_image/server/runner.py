@@ -33,9 +33,10 @@ from runtime_image.server.errors import (
 from runtime_image.server.loader import load_pipeline, pipeline_nbytes
 from runtime_image.server.lora import AdapterSet, LoraStats
 from runtime_image.server.pipelines import GenerationResult, LoadedModel
-from runtime_image.server.schemas import GenerationRequest
+from runtime_image.server.schemas import GenerationRequest, TrainLoraRequest
 from runtime_image.server.settings import RuntimeSettings
 from runtime_image.server.store import ModelEntry, ModelStore
+from runtime_image.server.training import TrainJob, describe, train_lora, training_job
 
 log = logging.getLogger("easel.runtime")
 T = TypeVar("T")
@@ -204,10 +205,16 @@ class Runner:
         result, model = await self._submit(self._generate, tr)
         return tr, result, model
 
+    async def train_lora(self, req: TrainLoraRequest) -> dict[str, Any]:
+        job = await asyncio.to_thread(training_job, req)
+        if req.model is not None:
+            self.store.model(req.model)
+        return await self._submit(self._train, req.model, job)
+
     def interrupt(self) -> bool:
-        """Stop the running generation after its current step; False when nothing is generating."""
+        """Stop the running generation or training after its current step; False when nothing runs."""
         with self._lock:
-            if not self._running or self._progress.job not in ("txt2img", "img2img"):
+            if not self._running or self._progress.job not in ("txt2img", "img2img", "train"):
                 return False
             self._progress.interrupted = True
         self._interrupt.set()
@@ -301,6 +308,16 @@ class Runner:
         finally:
             self._clear_progress()
         return result, model.name
+
+    def _train(self, name: str | None, job: TrainJob) -> dict[str, Any]:
+        model = self._activate(name or self._current or self._only_model())
+        self._interrupt.clear()
+        self._set_progress(job="train", job_count=1, started=self._clock())
+        try:
+            result = train_lora(model, job, self.store, lambda done, total: self._on_step(0, done, total))
+        finally:
+            self._clear_progress()
+        return {"model": model.name, **describe(result, job.output_name)}
 
     def _only_model(self) -> str:
         models = self.store.models()
