@@ -64,6 +64,13 @@ class AgentRun:
     overhead_median_ms: float = math.nan
     overhead_p95_ms: float = math.nan
     overhead_mean_ms: float = math.nan
+    # Medians of where each cycle's overhead goes (from the probe's HTTP records, see split_overhead).
+    split_request_ms: float = math.nan
+    split_response_ms: float = math.nan
+    split_agent_ms: float = math.nan
+    # First receive -> first generation, and last generation -> last delete: paid once per run.
+    lead_in_ms: float = math.nan
+    tail_ms: float = math.nan
     receives: int = 0
     empty_receives: int = 0
     generations: int = 0
@@ -86,7 +93,11 @@ def agent_command(agent: str, events: Path) -> list[str]:
 
 
 def agent_env(agent: str, stack: LocalStack, runtime_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EASEL_", "AWS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("EASEL_BENCH_") or not k.startswith(("EASEL_", "AWS_"))
+    }
     env.update(aws_env(stack.endpoint))
     env["PYTHONUNBUFFERED"] = "1"
     res = stack.resources
@@ -135,8 +146,11 @@ def read_events(path: Path) -> list[ProbeEvent]:
     return events
 
 
+DELETES = frozenset({"DeleteMessage", "DeleteMessageBatch"})
+
+
 def deleted(events: list[ProbeEvent]) -> int:
-    return sum(e.count for e in events if e.op != "ReceiveMessage")
+    return sum(e.count for e in events if e.op in DELETES)
 
 
 def run_agent(
@@ -186,7 +200,7 @@ def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tupl
     first = next((e for e in sorted(receives, key=lambda e: e.start) if e.count > 0), None)
     done = 0
     last_end = None
-    for e in sorted((e for e in events if e.op != "ReceiveMessage"), key=lambda e: e.end):
+    for e in sorted((e for e in events if e.op in DELETES), key=lambda e: e.end):
         done += e.count
         if done >= result.tasks:
             last_end = e.end
@@ -201,6 +215,9 @@ def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tupl
     result.window_s = window
     result.busy = union_length(gens, lo, hi) / window
     result.tasks_per_s = result.tasks / window
+    if gens:
+        result.lead_in_ms = (gens[0][0] - lo) * 1000.0
+        result.tail_ms = (hi - gens[-1][1]) * 1000.0
     hold = result.hold_ms / 1000.0
     overheads = []
     for i, (start, _) in enumerate(gens):
@@ -211,6 +228,33 @@ def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tupl
         result.overhead_median_ms = median(overheads)
         result.overhead_p95_ms = percentile(overheads, 95)
         result.overhead_mean_ms = sum(overheads) / len(overheads)
+    split_overhead(result, events, gens)
+
+
+def split_overhead(result: AgentRun, events: list[ProbeEvent], gens: list[tuple[float, float]]) -> None:
+    """Split the runtime's idle time between generations into three parts, each a median over tasks:
+
+    request   the agent sends txt2img -> the runtime starts generating (serialize, loopback, parse)
+    response  the runtime is done -> the agent has the decoded response
+    agent     the agent has a response -> it sends the next txt2img (its own work on the critical path)
+    """
+    calls = sorted(
+        (e for e in events if e.op == "http" and e.queue.endswith(("/txt2img", "/img2img"))),
+        key=lambda e: e.start,
+    )
+    request, response, agent = [], [], []
+    for start, end in gens:
+        call = next((c for c in calls if c.start <= start and c.end >= end), None)
+        if call is None:
+            continue
+        request.append((start - call.start) * 1000.0)
+        response.append((call.end - end) * 1000.0)
+        later = [c for c in calls if c.start >= call.end]
+        if later:
+            agent.append((later[0].start - call.end) * 1000.0)
+    result.split_request_ms = median(request)
+    result.split_response_ms = median(response)
+    result.split_agent_ms = median(agent)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -232,7 +276,10 @@ def bench_agent(
     with tempfile.TemporaryDirectory(prefix="easel-bench-") as tmp:
         wd = workdir or Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        with local_stack() as stack, SyntheticRuntime(holds_ms[0], MODEL_PATH) as runtime:
+        with (
+            local_stack(int(os.environ.get("EASEL_BENCH_MOTO_NICE", "0"))) as stack,
+            SyntheticRuntime(holds_ms[0], MODEL_PATH) as runtime,
+        ):
             for hold in holds_ms:
                 for agent in agents:
                     runs.append(run_agent(agent, stack, runtime, hold, tasks, wd))
@@ -318,4 +365,26 @@ def tables(runs: list[AgentRun]) -> list[Any]:
                 fmt(_div(e.tasks_per_s, b.tasks_per_s), 2) + "x", "", "", "", "",
                 end_section=True,
             )  # fmt: skip
-    return [table]
+    split = make_table(
+        "where the per-task overhead goes (medians, ms; from the agents' own HTTP calls to the runtime)",
+        [
+            "T (ms)",
+            "agent",
+            "request -> runtime starts",
+            "runtime done -> response",
+            "agent -> next request",
+            "lead-in (once)",
+            "tail (once)",
+        ],
+    )
+    for run in runs:
+        split.add_row(
+            fmt(run.hold_ms, 0),
+            run.agent,
+            fmt(run.split_request_ms, 1),
+            fmt(run.split_response_ms, 1),
+            fmt(run.split_agent_ms, 1),
+            fmt(run.lead_in_ms, 1),
+            fmt(run.tail_ms, 1),
+        )
+    return [table, split]

@@ -7,12 +7,15 @@ wraps botocore's ``BaseClient._make_api_call`` (every boto3 client, whatever the
 one JSON line ``{"op", "queue", "start", "end", "count"}`` to EVENTS_FILE, where ``count`` is the number of
 messages received or successfully deleted and the times are ``time.monotonic()`` (CLOCK_MONOTONIC, the
 same clock in every process of the machine, so they line up with the synthetic runtime's records). Used for
-Easel's agent and the baseline alike, so both pay the same (microseconds) for being measured.
+Easel's agent and the baseline alike, so both pay the same (microseconds) for being measured. HTTP calls
+(httpx and requests) are recorded too (``op`` ``http``, ``queue`` = ``METHOD /path``): they split each
+task's overhead into request transit, runtime, response transit and the agent's own turnaround.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 import threading
@@ -53,12 +56,56 @@ def install(out: TextIO) -> None:
     BaseClient._make_api_call = recorded  # type: ignore[attr-defined]
 
 
+def install_http(out: TextIO) -> None:
+    """Also timestamp the agent's calls to the runtime (httpx or requests), for the overhead breakdown."""
+    lock = threading.Lock()
+
+    def record(method: str, url: str, start: float, end: float) -> None:
+        path = url.split("://", 1)[-1].partition("/")[2].partition("?")[0]
+        event = {"op": "http", "queue": f"{method} /{path}", "start": start, "end": end, "count": 1}
+        line = json.dumps(event)
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+
+    import httpx
+
+    original_send: Any = httpx.Client.send
+
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        response = original_send(self, request, **kwargs)
+        record(request.method, str(request.url), start, time.monotonic())
+        return response
+
+    httpx.Client.send = send  # type: ignore[method-assign]
+    try:
+        import requests
+    except ImportError:
+        return
+    original_rsend: Any = requests.Session.send
+
+    def rsend(self: Any, request: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        response = original_rsend(self, request, **kwargs)
+        record(str(request.method), str(request.url), start, time.monotonic())
+        return response
+
+    requests.Session.send = rsend  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit("usage: python -m easel.bench.probe EVENTS_FILE MODULE [ARGS...]")
     events, module, *rest = argv
     out = open(events, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     install(out)
+    install_http(out)
+    # Diagnostic only (docs/benchmarks.md): a shorter GIL switch interval shows how much of the overhead is
+    # threads of the agent waiting for the GIL.
+    interval = os.environ.get("EASEL_BENCH_SWITCH_INTERVAL")
+    if interval:
+        sys.setswitchinterval(float(interval))
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -16,7 +16,9 @@ class ThreadedServer:
     def __init__(
         self, app: Any, *, lifespan: Literal["auto", "on", "off"] = "off", start_timeout: float = 60.0
     ) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the listening
+        # socket says TCP, and without it every response pays Nagle + delayed ACK (~40 ms on loopback).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"

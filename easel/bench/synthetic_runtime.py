@@ -30,6 +30,7 @@ class Generation:
     start: float
     end: float
     images: int
+    arrived: float = 0.0  # the handler was entered (before reading the body and taking the lock)
 
 
 @dataclass
@@ -100,6 +101,7 @@ def create_app(recorder: Recorder, checkpoint: str) -> FastAPI:
         return {}
 
     async def generate(request: Request) -> dict[str, Any]:
+        arrived = time.monotonic()
         body = await request.json()
         width, height = int(body.get("width", 64)), int(body.get("height", 64))
         n = int(body.get("batch_size", 1)) * int(body.get("n_iter", 1))
@@ -111,7 +113,7 @@ def create_app(recorder: Recorder, checkpoint: str) -> FastAPI:
             await asyncio.sleep(recorder.hold_ms / 1000.0)
             images = [png_b64(width, height)] * n
             end = time.monotonic()
-            recorder.generations.append(Generation(start, end, n))
+            recorder.generations.append(Generation(start, end, n, arrived))
         info = {
             "seed": seed,
             "all_seeds": [seed + i for i in range(n)],
