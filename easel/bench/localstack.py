@@ -148,7 +148,7 @@ def new_batch_id() -> str:
 
 
 @contextmanager
-def local_stack(moto_nice: int = 0) -> Iterator[LocalStack]:
+def local_stack() -> Iterator[LocalStack]:
     """Start moto in a child process, provision the bench config, and stop moto on exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "easel.bench.moto_child"],
@@ -157,7 +157,6 @@ def local_stack(moto_nice: int = 0) -> Iterator[LocalStack]:
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=(lambda: os.nice(moto_nice)) if moto_nice else None,  # noqa: PLW1509
     )
     try:
         assert proc.stdout is not None
