@@ -45,6 +45,8 @@ S3_CSI_SERVICE_ACCOUNT = "s3-csi-driver-sa"
 CLOUDWATCH_NAMESPACE = "amazon-cloudwatch"
 CLOUDWATCH_SERVICE_ACCOUNT = "cloudwatch-agent"
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+# Below the kubectl handler's 15-minute Lambda timeout.
+CONTROLLER_INSTALL_TIMEOUT = cdk.Duration.minutes(10)
 
 # (rule id, source, detail-type): the events Karpenter handles from its interruption queue.
 INTERRUPTION_EVENTS: tuple[tuple[str, str, str], ...] = (
@@ -243,6 +245,9 @@ class Cluster(Construct):
             release="karpenter",
             namespace=KARPENTER_NAMESPACE,
             create_namespace=False,
+            # Wait for the controller to be ready: workload releases create NodePools right after.
+            wait=True,
+            timeout=CONTROLLER_INSTALL_TIMEOUT,
             values={
                 "settings": {
                     "clusterName": name,
@@ -281,6 +286,9 @@ class Cluster(Construct):
             release="keda",
             namespace=KEDA_NAMESPACE,
             create_namespace=True,
+            # Wait for KEDA's admission webhook: a ScaledObject created before it serves would be refused.
+            wait=True,
+            timeout=CONTROLLER_INSTALL_TIMEOUT,
             values={
                 # The operator's credentials come from EKS Pod Identity (the association above names this
                 # service account); IRSA stays off so the SA carries no role-arn annotation of its own.

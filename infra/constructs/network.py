@@ -17,6 +17,7 @@ from constructs import Construct
 from easel.config import Network as NetworkConfig
 
 KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
+VPC_CIDR = "10.0.0.0/16"
 
 # Interface endpoints the pods and Karpenter use: queues, results topic, image pulls, credentials (STS and the
 # EKS Pod Identity agent's eks-auth), and the EC2 API Karpenter launches nodes through.
@@ -51,7 +52,7 @@ class Network(Construct):
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"),
+            ip_addresses=ec2.IpAddresses.cidr(VPC_CIDR),
             nat_gateways=config.nat_gateways,
             subnet_configuration=subnets,
             # Rejected traffic is what an operator debugs with; accepted traffic would multiply the log bill.
@@ -70,8 +71,36 @@ class Network(Construct):
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
         self.vpc.add_gateway_endpoint("DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
         self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
+        self.endpoint_security_group: ec2.SecurityGroup | None = None
         if config.interface_endpoints or config.nat_gateways == 0:
+            # One group for all endpoints: HTTPS from inside the VPC only (a literal CIDR, so the rule is
+            # checkable at synth rather than an intrinsic).
+            self.endpoint_security_group = ec2.SecurityGroup(
+                self,
+                "EndpointSecurityGroup",
+                vpc=self.vpc,
+                description="HTTPS from the VPC to the interface endpoints",
+                allow_all_outbound=False,
+            )
+            self.endpoint_security_group.add_ingress_rule(
+                ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), "HTTPS from the VPC"
+            )
             for name, service in INTERFACE_ENDPOINTS.items():
                 self.interface_endpoints[name] = self.vpc.add_interface_endpoint(
-                    name, service=service, subnets=self.private_subnets, private_dns_enabled=True
+                    name,
+                    service=service,
+                    subnets=self.private_subnets,
+                    private_dns_enabled=True,
+                    security_groups=[self.endpoint_security_group],
+                    open=False,
                 )
+
+
+def deploy_time_availability_zones(count: int) -> list[str]:
+    """The first ``count`` AZs of the region as ``Fn::Select``/``Fn::GetAZs``, resolved at deploy time.
+
+    A stack returns this from its ``availability_zones``: CDK would otherwise look AZs up through the EC2
+    API for a stack with a concrete account (synth would need credentials) and cap an environment-agnostic
+    stack at two AZs.
+    """
+    return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(count)]

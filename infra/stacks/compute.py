@@ -26,7 +26,7 @@ from infra.constructs.grants import (
     grant_objects,
     grant_publish,
 )
-from infra.constructs.network import Network
+from infra.constructs.network import Network, deploy_time_availability_zones
 from infra.constructs.workloads import Workloads
 from infra.stacks.core import CoreStack
 
@@ -138,9 +138,5 @@ class ComputeStack(cdk.Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        """The first ``network.max_azs`` AZs of the region, resolved at deploy time.
-
-        CDK would look AZs up through the EC2 API for a stack with a concrete account (and cap an
-        env-agnostic stack at two); ``Fn::GetAZs`` keeps synth free of AWS calls at any size.
-        """
-        return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(self._max_azs)]
+        """The first ``network.max_azs`` AZs, resolved at deploy time (synth makes no AWS call)."""
+        return deploy_time_availability_zones(self._max_azs)

@@ -71,6 +71,12 @@ class Synth:
         return {k: v for k, v in self.template_json(stack)["Resources"].items() if v["Type"] == type_}
 
 
+def missing_context(outdir: Path) -> list[Any]:
+    """Context lookups the synth could not answer (CDK records them in the manifest instead of failing)."""
+    missing: list[Any] = json.loads((outdir / "manifest.json").read_text()).get("missing", [])
+    return missing
+
+
 def synthesize(config_path: Path, outdir: Path) -> Synth:
     config = load_config(config_path)
     app = build_app(config, outdir=outdir, nag=True)
@@ -80,6 +86,8 @@ def synthesize(config_path: Path, outdir: Path) -> Synth:
         report = outdir / "validation-report.json"
         details = report.read_text() if report.exists() else ""
         raise AssertionError(f"synth of {config_path.name} failed validation: {exc}\n{details}") from None
+    missing = missing_context(outdir)
+    assert not missing, f"synth needed context lookups: {missing}"
     core = app.node.find_child(config.stack_name)
     compute = app.node.find_child(f"{config.stack_name}-compute")
     assert isinstance(core, CoreStack)

@@ -80,6 +80,9 @@ def test_keda_and_karpenter_charts_are_pinned_from_config(synth: Synth) -> None:
     assert charts["karpenter"]["Repository"] == "oci://public.ecr.aws/karpenter/karpenter"
     assert charts["karpenter"]["Version"] == cfg.karpenter_chart_version
     assert charts["karpenter"]["Namespace"] == "kube-system"
+    # Controllers are ready (webhooks serving) before any workload release creates their objects.
+    for release in ("keda", "karpenter"):
+        assert charts[release]["Wait"] is True
 
 
 def test_karpenter_settings_and_keda_pod_identity_values(synth: Synth) -> None:

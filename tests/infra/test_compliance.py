@@ -14,7 +14,7 @@ from easel.config import load_config
 from infra.app import build_app
 from infra.constructs import compliance
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TWO_RUNTIMES_CONFIG
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, missing_context
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -130,6 +130,21 @@ def test_stack_outputs_tell_the_user_what_to_do_next(example_synth: Synth) -> No
     assert _text(compute["KubeconfigCommand"]["Value"]).startswith(
         "aws eks update-kubeconfig --region us-west-2"
     )
+
+
+def test_synth_with_an_explicit_account_needs_no_lookups(tmp_path: Path) -> None:
+    """With env.account set CDK would look AZs up (credentials needed); the app must not."""
+    config = load_config(EXAMPLE_CONFIG)
+    config = config.model_copy(update={"env": config.env.model_copy(update={"account": "123456789012"})})
+    build_app(config, outdir=tmp_path, nag=True).synth()
+    assert not missing_context(tmp_path)
+    template = json.loads((tmp_path / "easel.template.json").read_text())
+    buckets = [
+        r["Properties"].get("BucketName")
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::S3::Bucket"
+    ]
+    assert "easel-models-123456789012-us-west-2" in buckets
 
 
 def test_python_m_infra_app_writes_the_cloud_assembly(tmp_path: Path) -> None:
