@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import socket
 import threading
 import time
@@ -159,6 +160,8 @@ class FakeRuntime:
                 n = int(body.get("batch_size", 1))
                 w, h = int(body.get("width", 64)), int(body.get("height", 64))
                 seed = int(body.get("seed", 0))
+                if seed == -1:  # like the real runtime: a random seed, so repeated runs differ
+                    seed = random.randrange(2**32)
                 images = [base64.b64encode(png(w, h, ((seed + i) % 256, 80, 160))).decode() for i in range(n)]
             finally:
                 self._generating -= 1

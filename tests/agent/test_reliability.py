@@ -33,6 +33,25 @@ def test_high_lane_before_queued_normal_ones(stack: Stack) -> None:
     assert sorted(order[2:]) == ["normal 0", "normal 1", "normal 2"]
 
 
+def test_normal_lane_untouched_while_high_lane_has_messages(stack: Stack) -> None:
+    """Normal messages are not even received (held invisible) while high ones are queued."""
+    stack.runtime.control.hold_seconds = 0.3
+    for i in range(2):
+        stack.submit(f"n{i}", prompt=f"normal {i}")
+    for i in range(4):
+        stack.submit(f"h{i}", prompt=f"high {i}", priority="high")
+    samples = []
+    with stack.running():
+        while len(stack.runtime.generation_calls()) < 4:
+            samples.append(stack.queue_counts(stack.normal_url))
+            time.sleep(0.05)
+        for tid in ("n0", "n1"):
+            stack.wait_status(tid, "succeeded")
+    assert len(samples) > 5
+    assert set(samples) == {(2, 0)}
+    assert prompts(stack)[4:] in (["normal 0", "normal 1"], ["normal 1", "normal 0"])
+
+
 def test_high_task_arriving_mid_run_goes_next(stack: Stack) -> None:
     """A normal task runs and another is prefetched; a high one submitted now still runs next."""
     stack.runtime.control.hold_seconds = 0.6
@@ -89,27 +108,30 @@ def test_cancel_of_running_task_interrupts_and_discards(stack: Stack) -> None:
 
 # -- duplicates -----------------------------------------------------------------------------------------------
 def test_duplicate_delivery_yields_one_result(stack: Stack) -> None:
+    """Two deliveries of one task (random seed, so two generations would differ): one set of outputs that
+    never changes after the result was published, one terminal state, one notification."""
+    stack.runtime.control.hold_seconds = 0.5
     msg = stack.message("dup", batch_size=2, seed=-1)
     stack.create_record(msg)
-    for _ in range(2):  # the same message delivered twice
+    for _ in range(2):
         stack.sqs.send_message(QueueUrl=stack.normal_url, MessageBody=msg.model_dump_json())
-    with stack.running():
-        stack.wait_result("dup", "succeeded")
-        wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 0), 10, "both deliveries deleted")
-        first = {
+
+    def outputs() -> dict[str, bytes]:
+        return {
             k: stack.s3.get_object(Bucket=stack.resources.outputs_bucket, Key=k)["Body"].read()
             for k in stack.objects("tenants/acme/tasks/dup/")
         }
-        # Once more, after it succeeded: skipped, nothing changes.
+
+    with stack.running():
+        stack.wait_result("dup", "succeeded")
+        first = outputs()  # what a client fetches as soon as it is notified
+        wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 0), 10, "both deliveries deleted")
+        # Once more, long after it succeeded: skipped, nothing changes.
         stack.sqs.send_message(QueueUrl=stack.normal_url, MessageBody=msg.model_dump_json())
         wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 0), 10, "third delivery deleted")
-    assert len(stack.results_for("dup")) == 1
     assert sorted(first) == ["tenants/acme/tasks/dup/0.png", "tenants/acme/tasks/dup/1.png"]
-    after = {
-        k: stack.s3.get_object(Bucket=stack.resources.outputs_bucket, Key=k)["Body"].read()
-        for k in stack.objects("tenants/acme/tasks/dup/")
-    }
-    assert after == first  # first writer wins: outputs never change under a client
+    assert outputs() == first  # first writer wins: outputs never change under a client
+    assert len(stack.results_for("dup")) == 1
     assert stack.task("dup").status == "succeeded"
     assert len(stack.runtime.generation_calls()) <= 2
 
