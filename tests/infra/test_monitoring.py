@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Match, Template
 
+from easel.config import load_config
 from easel.naming import LANES
+from infra.app import cdk_json_context
+from infra.stacks.core import CoreStack
+from tests.conftest import EXAMPLE_CONFIG
 from tests.infra.conftest import Synth
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
@@ -81,3 +87,15 @@ def test_dashboard_covers_lanes_dead_letters_outcomes_and_api(example_synth: Syn
     # Every queue (lanes, DLQs, unroutable) is graphed; queue names appear as Fn::GetAtt of the queues.
     for queue_id in example_synth.resources(example_synth.core, "AWS::SQS::Queue"):
         assert f'["{queue_id}", "QueueName"]' in body, queue_id
+
+
+def test_alarm_email_is_subscribed_when_configured(tmp_path: Path) -> None:
+    config = load_config(EXAMPLE_CONFIG)
+    config = config.model_copy(
+        update={"monitoring": config.monitoring.model_copy(update={"alarm_email": "ops@example.com"})}
+    )
+    app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())
+    core = CoreStack(app, "easel", config=config)
+    Template.from_stack(core).has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
