@@ -92,6 +92,10 @@ class Heartbeat:
                 return
             failed = set(map(id, self._lanes.change_visibility(due, self._extend_to)))
             for m in due:
-                if id(m) not in failed and id(m) in self._held:
+                if id(m) in failed:
+                    # Per-message refusal (receipt no longer valid: deleted, or redelivered elsewhere after a
+                    # stall): retrying cannot help. The work itself stays idempotent if it continues.
+                    self._held.pop(id(m), None)
+                elif id(m) in self._held:
                     self._held[id(m)] = (m, now)
             self.extensions += len(due) - len(failed)
