@@ -71,6 +71,11 @@ def create_app(runner: Runner) -> FastAPI:
     async def samplers() -> list[dict[str, Any]]:
         return [{"name": s.name, "aliases": list(s.aliases), "options": {}} for s in SAMPLERS]
 
+    @app.post("/sdapi/v1/refresh-checkpoints")
+    @app.post("/sdapi/v1/refresh-loras")
+    async def refresh() -> None:
+        """Listings read the store on every call; nothing to refresh (the calls exist for A1111 clients)."""
+
     @app.get("/sdapi/v1/options")
     async def get_options() -> dict[str, Any]:
         return runner.options()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 from fastapi import FastAPI
 
@@ -21,6 +22,11 @@ def offline_defaults() -> None:
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    # Several adapters per model are the design (see lora.py), not an accident peft should warn about.
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="Adapter .* was active which is now deleted", category=UserWarning
+    )
 
 
 def build_app(settings: RuntimeSettings) -> FastAPI:

@@ -96,6 +96,10 @@ class LoadedModel:
         result = GenerationResult(images=[], seeds=job.seeds)
         with self.adapters.applied(pipe, list(job.loras), store, self.name):
             for iteration in range(job.n_iter):
+                if iteration and on_step(iteration, 0, job.steps):
+                    # Interrupted between two batches: keep what the finished ones made.
+                    result.interrupted = True
+                    break
                 images, stopped, done = self._one_batch(pipe, job, iteration, on_step)
                 result.images.extend(images)
                 result.steps_completed = done

@@ -57,3 +57,5 @@ def test_stock_client_calls_around_generation(server: LiveServer) -> None:
     progress = server.get("/sdapi/v1/progress").json()
     assert {"progress", "eta_relative", "state", "current_image", "textinfo"} <= set(progress)
     assert server.post("/sdapi/v1/interrupt").status_code == 200
+    refreshed = server.post("/sdapi/v1/refresh-checkpoints")
+    assert (refreshed.status_code, refreshed.json()) == (200, None)

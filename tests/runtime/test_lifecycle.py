@@ -209,3 +209,15 @@ def test_cli_serve_reads_env_defaults_and_serves(tiny_store: Path, tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_interrupt_between_batches_keeps_finished_batches(server: LiveServer) -> None:
+    body = {**LONG, "steps": 2, "n_iter": 40, "width": 256, "height": 256}
+    running = post_in_background(server, body)
+    wait_for(lambda: server.get("/sdapi/v1/progress").json()["state"]["job_no"] >= 1)
+    assert server.post("/sdapi/v1/interrupt").json() == {"interrupted": True}
+    result = running.result().json()
+    meta = info(result)
+    assert meta["interrupted"] is True
+    assert 1 <= len(result["images"]) < 40
+    assert meta["all_seeds"] == [3 + i for i in range(len(result["images"]))]
