@@ -31,10 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             # numpy 2 deprecations raised inside diffusers' schedulers, thousands per run: not ours to fix.
-            item.add_marker(pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*"))
-            item.add_marker(
-                pytest.mark.filterwarnings("ignore:__array_wrap__ must accept:DeprecationWarning")
-            )
+            for spec in (
+                "ignore::DeprecationWarning:diffusers.*",
+                "ignore:__array_wrap__ must accept:DeprecationWarning",
+                # Several adapters per model are intended (the server filters these the same way).
+                "ignore:Already found a `peft_config`:UserWarning",
+                "ignore:Adapter .* was active which:UserWarning",
+            ):
+                item.add_marker(pytest.mark.filterwarnings(spec))
 
 
 @pytest.fixture(scope="session")
