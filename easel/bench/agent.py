@@ -277,7 +277,7 @@ def bench_agent(
         wd = workdir or Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
         with (
-            local_stack(int(os.environ.get("EASEL_BENCH_MOTO_NICE", "0"))) as stack,
+            local_stack() as stack,
             SyntheticRuntime(holds_ms[0], MODEL_PATH) as runtime,
         ):
             for hold in holds_ms:

@@ -1,0 +1,67 @@
+"""Each bench end to end at a tiny size, through the CLI (tables + --json). No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from easel.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _run(args: list[str]) -> None:
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_bench_agent_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "agent.json"
+    _run(["bench", "agent", "--hold-ms", "20", "--tasks", "3", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    (entry,) = doc["results"]
+    for name in ("easel", "baseline"):
+        run = entry[name]
+        assert run["error"] is None
+        assert run["completed"] == 3
+        assert 0 < run["busy"] <= 1
+        assert run["generations"] == 3
+    assert entry["easel"]["statuses"] == {"succeeded": 3}
+    assert doc["machine"]["cores"] >= 1
+
+
+def test_bench_api_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "api.json"
+    _run(["bench", "api", "--runs", "1", "--requests", "3", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["cold_import"]["api_median_ms"] > 0
+    assert doc["cold_import"]["baseline_median_ms"] > 0
+    assert doc["cold_import"]["profile"]["direct"][0]["module"] == "lambdas.api.app"
+    assert [lat["count"] for lat in doc["latency"]] == [3, 3, 3]
+
+
+def test_bench_runtime_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "runtime.json"
+    _run(
+        [
+            "bench",
+            "runtime",
+            "--skip-sd15",
+            "--images",
+            "4",
+            "--models-dir",
+            str(tmp_path / "m"),
+            "--json",
+            str(out),
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert doc["batch"]["batch1_images_per_s"] > 0
+    assert doc["batch"]["batch4_images_per_s"] > 0
+    (switch,) = doc["switch"]
+    assert switch["cache_misses"] == 0
+    assert switch["cache_hits"] == len(switch["switches_ms"])
