@@ -346,7 +346,7 @@ def bench_unet_step(runner: Any, name: str, runs: int = 2) -> list[float]:
 
 
 def bench_runtime(
-    models_dir: Path, *, images: int = 16, load_runs: int = 3, sd15: bool = True
+    models_dir: Path, *, images: int = 16, steps: int = 10, load_runs: int = 3, sd15: bool = True
 ) -> RuntimeBench:
     from runtime_image.server.main import build_app
     from runtime_image.server.settings import RuntimeSettings
@@ -362,7 +362,7 @@ def bench_runtime(
     app = build_app(RuntimeSettings(models_dir=models_dir))
     with ThreadedServer(app, lifespan="on") as server, httpx.Client(base_url=server.url) as http:
         wait_ready(http)
-        result.batch = bench_batch(http, images=images)
+        result.batch = bench_batch(http, images=images, steps=steps)
         result.switches.append(bench_switch(http, (TINY_A, TINY_B)))
         if sd15:
             result.switches.append(bench_switch(http, (SD15_A, SD15_B)))

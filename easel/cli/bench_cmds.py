@@ -65,6 +65,7 @@ def runtime(
         Path(".easel/bench-models"), "--models-dir", help="where the bench models are generated and cached"
     ),
     images: int = typer.Option(16, "--images", min=4, max=256, help="images per batch-size run"),
+    steps: int = typer.Option(10, "--steps", min=1, max=100, help="denoising steps per image (batching)"),
     load_runs: int = typer.Option(3, "--load-runs", min=1, max=10, help="loads / raw reads to time"),
     skip_sd15: bool = typer.Option(False, "--skip-sd15", help="tiny model only (no 4.3 GB checkpoint)"),
     json_path: Path | None = JSON_OPT,
@@ -73,5 +74,5 @@ def runtime(
     from easel.bench.report import emit
     from easel.bench.runtime import bench_runtime, tables
 
-    result = bench_runtime(models_dir, images=images, load_runs=load_runs, sd15=not skip_sd15)
+    result = bench_runtime(models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15)
     emit(tables(result), result.to_json(), json_path, console)
