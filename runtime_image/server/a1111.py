@@ -23,6 +23,7 @@ class Translated:
     job: GenerationJob
     model: str | None  # from override_settings; None: the loaded model
     clip_stop: int
+    restore: bool = True  # override_settings_restore_afterwards
 
 
 def translate(req: GenerationRequest, *, clip_stop: int) -> Translated:
@@ -73,7 +74,7 @@ def translate(req: GenerationRequest, *, clip_stop: int) -> Translated:
         clip_skip=stop - 1 if stop > 1 else None,
         eta=req.eta,
     )
-    return Translated(job=job, model=model, clip_stop=stop)
+    return Translated(job=job, model=model, clip_stop=stop, restore=req.override_settings_restore_afterwards)
 
 
 def infotext(job: GenerationJob, model: str, seed: int) -> str:

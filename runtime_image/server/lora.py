@@ -78,12 +78,14 @@ class AdapterSet:
         self.max_resident = max_resident
         self._stats = stats
         self._lock = lock
-        # store name -> (peft adapter name, file fingerprint); most recently used last
+        # store name -> (peft adapter name, file fingerprint); most recently used last. Only the worker
+        # thread touches it; readers get the immutable snapshot in _names.
         self._resident: OrderedDict[str, tuple[str, tuple[int, int]]] = OrderedDict()
+        self._names: tuple[str, ...] = ()
 
     @property
     def resident(self) -> list[str]:
-        return list(self._resident)
+        return list(self._names)
 
     @contextmanager
     def applied(self, pipe: Any, uses: list[LoraUse], store: ModelStore, model: str) -> Iterator[None]:
@@ -92,8 +94,11 @@ class AdapterSet:
             # Adapters of an earlier request are already off; nothing to do.
             yield
             return
-        names = [self._ensure(pipe, use, store, model) for use in uses]
-        self._trim(pipe, keep={u.name for u in uses})
+        try:
+            names = [self._ensure(pipe, use, store, model) for use in uses]
+            self._trim(pipe, keep={u.name for u in uses})
+        finally:
+            self._names = tuple(self._resident)
         pipe.enable_lora()
         pipe.set_adapters(names, adapter_weights=[u.weight for u in uses])
         with self._lock:

@@ -84,6 +84,7 @@ class Runner:
         self._clock = clock
         self._lock = threading.Lock()
         self.lora_stats = LoraStats()
+        self._lora_lock = threading.Lock()
         self.cache: LruCache[LoadedModel] = LruCache(
             settings.cache_max_bytes, size_of=lambda m: m.nbytes, on_evict=self._evicted
         )
@@ -92,7 +93,9 @@ class Runner:
         self._error: str | None = None
         self._pending = 0
         self._running = 0
+        # The selected model (sd_model_checkpoint) and the one whose weights sit on the accelerator.
         self._current: str | None = None
+        self._placed: str | None = None
         self._clip_stop = 1
         self._interrupt = threading.Event()
         self._progress = _Progress()
@@ -255,22 +258,24 @@ class Runner:
                 self._running -= 1
 
     # ---- on the worker thread --------------------------------------------------------------------------
-    def _activate(self, name: str) -> LoadedModel:
+    def _activate(self, name: str, *, select: bool = True) -> LoadedModel:
         entry = self.store.model(name)
-        previous = self._current
-        if previous is not None and previous != entry.name and self.plan.device != "cpu":
+        if self._placed not in (None, entry.name) and self.plan.device != "cpu":
             # Free the accelerator for the next model: the old one waits in host memory (the cache).
-            old = self.cache.peek(previous)
+            old = self.cache.peek(self._placed)
             if old is not None:
                 old.release()
+            self._placed = None
         self._set_progress(job="load", job_count=1)
         try:
             model, hit = self.cache.get_or_load(entry.name, entry.fingerprint(), lambda: self._load(entry))
         finally:
             self._clear_progress()
         model.place(self.plan.device)
-        with self._lock:
-            self._current = entry.name
+        self._placed = entry.name
+        if select:
+            with self._lock:
+                self._current = entry.name
         log.log(
             logging.DEBUG if hit else logging.INFO,
             "model %s active (%s)",
@@ -281,15 +286,15 @@ class Runner:
 
     def _load(self, entry: ModelEntry) -> LoadedModel:
         pipe = self._loader(entry, self.plan, self.store)
-        adapters = AdapterSet(self.settings.max_resident_loras, self.lora_stats, self._lock)
+        adapters = AdapterSet(self.settings.max_resident_loras, self.lora_stats, self._lora_lock)
         return LoadedModel(entry.name, pipe, self.plan, adapters, pipeline_nbytes(pipe))
 
     def _evicted(self, name: str, model: LoadedModel) -> None:
         log.info("model %s evicted from the cache", name)
         model.release()
-        with self._lock:
-            if self._current == name:
-                self._current = None
+        if self._placed == name:
+            self._placed = None
+        # The selection (self._current) stays: the next request for it loads it again.
         del model
         gc.collect()
         if self.plan.device == "cuda":
@@ -299,7 +304,8 @@ class Runner:
 
     def _generate(self, tr: Translated) -> tuple[GenerationResult, str]:
         name = tr.model or self._current or self._only_model()
-        model = self._activate(name)
+        # A1111: a per-request override_settings model is not kept selected unless restore is off.
+        model = self._activate(name, select=tr.model is None or not tr.restore)
         job = tr.job
         self._interrupt.clear()
         self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock())

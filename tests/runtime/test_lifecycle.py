@@ -143,9 +143,14 @@ def test_switching_a_b_a_hits_the_cache(make_server, tiny_store: Path) -> None:
     assert outputs["a"][0] == outputs["a"][1]
     assert outputs["a"][0] != outputs["b"][0]
 
-    # override_settings switches per request through the same cache.
+    # override_settings switches per request through the same cache; as in A1111 the selection comes back
+    # afterwards unless override_settings_restore_afterwards is false.
     body = {**SHORT, "override_settings": {"sd_model_checkpoint": "b"}}
     assert png_bytes(server.post("/sdapi/v1/txt2img", body).json()["images"][0]) == outputs["b"][0]
+    assert server.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "a"
+    assert generate() == outputs["a"][0]
+    server.post("/sdapi/v1/txt2img", {**body, "override_settings_restore_afterwards": False})
+    assert server.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "b"
     assert server.cache()["misses"] == 2
 
 
