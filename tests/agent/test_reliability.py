@@ -241,13 +241,13 @@ def test_unknown_error_retries_then_dlq_and_task_failed_on_last_receive(stack: S
 
 @pytest.mark.slow
 def test_heartbeat_keeps_a_long_task_invisible(stack: Stack) -> None:
-    """Queue visibility 1 s, task 3 s: without the heartbeat the message would be delivered again."""
-    stack.set_lane(visibility=1, max_receive=5)
-    stack.runtime.control.hold_seconds = 3
+    """Queue visibility 2 s, task 4 s: without the heartbeat the message would be delivered again."""
+    stack.set_lane(visibility=2, max_receive=5)
+    stack.runtime.control.hold_seconds = 4
     stack.submit("long")
-    with stack.running(visibility_timeout_seconds=1) as agent:
+    with stack.running(visibility_timeout_seconds=2) as agent:
         stack.wait_result("long", "succeeded", timeout=15)
-        time.sleep(1.5)  # a redelivery, if any, would now be visible
+        time.sleep(1)  # a redelivery, if any, would now be under way
     assert len(stack.runtime.generation_calls()) == 1
     assert stack.task("long").attempts == 1
     assert agent.heartbeat.extensions >= 3
