@@ -98,7 +98,6 @@ class LruCache(Generic[T]):
                 "used_bytes": sum(e.nbytes for e in self._entries.values()),
                 "hits": self.stats.hits,
                 "misses": self.stats.misses,
-                "loads": self.stats.misses,
                 "evictions": self.stats.evictions,
                 "reloads": self.stats.reloads,
                 "load_seconds_total": round(self.stats.load_seconds_total, 4),

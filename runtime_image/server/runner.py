@@ -291,7 +291,7 @@ class Runner:
 
     def _evicted(self, name: str, model: LoadedModel) -> None:
         log.info("model %s evicted from the cache", name)
-        model.release()
+        # No copy back to the host: the weights are dropped either way.
         if self._placed == name:
             self._placed = None
         # The selection (self._current) stays: the next request for it loads it again.
