@@ -68,10 +68,10 @@ def address_refusal(address: str | IPAddress) -> str | None:
             return f"{shown} is a link-local address"
         if c.is_multicast:
             return f"{shown} is a multicast address"
-        if c.is_private:
-            return f"{shown} is a private address"
         if c.is_reserved:
             return f"{shown} is a reserved address"
+        if c.is_private:
+            return f"{shown} is a private address"
         if not c.is_global:
             return f"{shown} is not a globally routable address"
     return None

@@ -22,10 +22,7 @@ Refusals raise :class:`InputRefused` / :class:`InputInvalid` (permanent), naming
 from __future__ import annotations
 
 import io
-import ipaddress
-import socket
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -35,6 +32,14 @@ from botocore.exceptions import ClientError
 from PIL import Image, UnidentifiedImageError
 
 from easel.naming import tenant_prefix
+from easel.netsafe import (
+    PinnedTarget,
+    Refused,
+    Resolver,
+    Unresolvable,
+    resolve_pinned,
+    system_resolver,
+)
 from queue_agent.errors import (
     InputInvalid,
     InputRefused,
@@ -42,64 +47,8 @@ from queue_agent.errors import (
     is_transient_aws,
 )
 
-Resolver = Callable[[str, int], Sequence[str]]
-"""``(host, port) -> IP address strings``; tests inject a stub that never touches the network."""
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CHUNK = 64 * 1024
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries (and that a host or a gateway may route to)."""
-    found: list[ipaddress.IPv4Address] = []
-    if ip.ipv4_mapped is not None:
-        found.append(ip.ipv4_mapped)
-    if ip.sixtofour is not None:
-        found.append(ip.sixtofour)
-    if ip.teredo is not None:
-        found.extend(ip.teredo)
-    packed = int(ip)
-    if ip in _NAT64:
-        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
-    # Deprecated IPv4-compatible form ::a.b.c.d (but not :: and ::1, which are checked as IPv6).
-    if packed >> 32 == 0 and packed > 1:
-        found.append(ipaddress.IPv4Address(packed))
-    return found
-
-
-def address_refusal(address: str | IPAddress) -> str | None:
-    """Why connecting to ``address`` is refused, or None when it is a public unicast address."""
-    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    # Embedded IPv4 first: the precise reason ("loopback") beats the generic one for ::ffff:0:0/96.
-    candidates: list[IPAddress] = []
-    if isinstance(ip, ipaddress.IPv6Address):
-        candidates.extend(_embedded_ipv4(ip))
-    candidates.append(ip)
-    for c in candidates:
-        shown = f"{ip}" if c == ip else f"{ip} (embedding {c})"
-        if c.is_unspecified:
-            return f"{shown} is an unspecified address"
-        if c.is_loopback:
-            return f"{shown} is a loopback address"
-        if c.is_link_local:
-            return f"{shown} is a link-local address"
-        if c.is_multicast:
-            return f"{shown} is a multicast address"
-        if c.is_reserved:
-            return f"{shown} is a reserved address"
-        if c.is_private:
-            return f"{shown} is a private address"
-        if not c.is_global:
-            return f"{shown} is not a globally routable address"
-    return None
 
 
 @dataclass(frozen=True)
@@ -121,16 +70,6 @@ class FetchedImage:
     width: int
     height: int
     format: str
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A vetted hop: where to connect and what to say."""
-
-    url: httpx.URL
-    ip: str
-    host: str
-    host_header: str
 
 
 class InputFetcher:
@@ -199,19 +138,11 @@ class InputFetcher:
             where = "" if hop == 0 else f"redirect {hop} to '{current}': "
             target = self._vet(url, current, where)
             timeout = httpx.Timeout(max(0.1, min(self._policy.timeout_seconds, deadline - time.monotonic())))
-            extensions: dict[str, Any] = {}
-            if target.url.scheme == "https":
-                extensions["sni_hostname"] = target.host
-            request = self._http.build_request(
+            request = target.build_request(
+                self._http,
                 "GET",
-                target.url.copy_with(host=target.ip),
                 # identity: the byte limit then holds for what we read, no gzip bomb behind it.
-                headers={
-                    "Host": target.host_header,
-                    "Accept": "image/png, image/jpeg, image/webp",
-                    "Accept-Encoding": "identity",
-                },
-                extensions=extensions,
+                headers={"Accept": "image/png, image/jpeg, image/webp", "Accept-Encoding": "identity"},
                 timeout=timeout,
             )
             try:
@@ -236,7 +167,7 @@ class InputFetcher:
                 response.close()
         raise InputRefused(url, f"more than {self._policy.max_redirects} redirects")
 
-    def _vet(self, original: str, current: str, where: str) -> _Target:
+    def _vet(self, original: str, current: str, where: str) -> PinnedTarget:
         """Rules 2-3 for one hop; raises InputRefused naming the original URL and the hop."""
         try:
             u = httpx.URL(current)
@@ -259,27 +190,11 @@ class InputFetcher:
             if not (host in allowed and port == 443) and f"{host}:{port}" not in allowed:
                 raise InputRefused(original, f"{where}host '{host}' is not in EASEL_ALLOWED_HTTPS_HOSTS")
         try:
-            literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            literal = None
-        if literal is not None:
-            addresses = [str(literal)]
-        else:
-            try:
-                addresses = list(self._resolve(host, port))
-            except OSError as exc:
-                raise InputUnavailable(original, f"{where}cannot resolve '{host}': {exc}") from exc
-            if not addresses:
-                raise InputUnavailable(original, f"{where}'{host}' resolved to no address")
-        if not insecure_test:
-            # Every answer must be public: a mixed answer is a rebinding attempt, not a fallback.
-            for a in addresses:
-                why = address_refusal(a)
-                if why is not None:
-                    raise InputRefused(original, f"{where}host '{host}' resolves to {why}")
-        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-        host_header = u.raw_host.decode("ascii") if default_port else f"{u.raw_host.decode('ascii')}:{port}"
-        return _Target(url=u, ip=addresses[0], host=host, host_header=host_header)
+            return resolve_pinned(u, self._resolve, vet=not insecure_test)
+        except Refused as exc:
+            raise InputRefused(original, f"{where}{exc}") from None
+        except Unresolvable as exc:
+            raise InputUnavailable(original, f"{where}{exc}") from exc
 
     def _read_limited(self, url: str, response: httpx.Response, deadline: float) -> bytes:
         limit = self._policy.max_bytes

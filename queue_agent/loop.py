@@ -49,6 +49,7 @@ from easel.contract import (
 )
 from easel.contract.tasks import GenerationInput
 from easel.errors import FieldError, TaskConflict
+from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
 from queue_agent.errors import (
     AlreadyDone,
@@ -60,7 +61,7 @@ from queue_agent.errors import (
     Unsupported,
 )
 from queue_agent.heartbeat import Heartbeat
-from queue_agent.inputs import InputFetcher, InputPolicy, Resolver, system_resolver
+from queue_agent.inputs import InputFetcher, InputPolicy
 from queue_agent.lanes import Acks, ExponentialBackoff, Lanes, Received
 from queue_agent.notify import Notifier
 from queue_agent.outputs import OutputWriter

@@ -29,9 +29,9 @@ from easel.contract import (
     sns_attributes,
 )
 from easel.naming import Names
+from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
 from infra.local.provision import Resources
-from queue_agent.inputs import Resolver, system_resolver
 from queue_agent.loop import Agent
 from queue_agent.settings import AgentSettings
 from tests.agent.fakes import FakeRuntime

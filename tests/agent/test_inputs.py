@@ -17,8 +17,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from easel.netsafe import address_refusal
 from queue_agent.errors import InputInvalid, InputRefused
-from queue_agent.inputs import FetchedImage, InputFetcher, InputPolicy, address_refusal, check_image
+from queue_agent.inputs import FetchedImage, InputFetcher, InputPolicy, check_image
 from tests.agent.fakes import Origin, png
 
 BUCKET = "easel-outputs"
