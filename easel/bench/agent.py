@@ -50,6 +50,9 @@ class ProbeEvent:
     end: float
     count: int
     queue: str = ""
+    written: float = math.nan  # http calls: the request's first bytes went to the socket
+    written_last: float = math.nan  # http calls: its last bytes did (after the body write)
+    cpu_to_write: float = math.nan  # http calls: CPU seconds the sending thread used until then
 
 
 @dataclass
@@ -65,6 +68,8 @@ class AgentRun:
     overhead_p95_ms: float = math.nan
     overhead_mean_ms: float = math.nan
     # Medians of where each cycle's overhead goes (from the probe's HTTP records, see split_overhead).
+    split_prewrite_ms: float = math.nan
+    split_prewrite_cpu_ms: float = math.nan
     split_request_ms: float = math.nan
     split_response_ms: float = math.nan
     split_agent_ms: float = math.nan
@@ -234,26 +239,34 @@ def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tupl
 
 
 def split_overhead(result: AgentRun, events: list[ProbeEvent], gens: list[tuple[float, float]]) -> None:
-    """Split the runtime's idle time between generations into three parts, each a median over tasks:
+    """Split the runtime's idle time between generations into parts, each a median over tasks:
 
-    request   the agent sends txt2img -> the runtime starts generating (serialize, loopback, parse)
+    prewrite  the agent calls txt2img -> the request's first bytes reach the socket (``prewrite_cpu``: the
+              CPU the calling thread used meanwhile; the rest it spent ready but not running: GIL or core)
+    request   the request is written -> the runtime starts generating (loopback, server parse)
     response  the runtime is done -> the agent has the decoded response
-    agent     the agent has a response -> it sends the next txt2img (its own work on the critical path)
+    agent     the agent has a response -> it calls txt2img again (its own work on the critical path)
     """
     calls = sorted(
         (e for e in events if e.op == "http" and e.queue.endswith(("/txt2img", "/img2img"))),
         key=lambda e: e.start,
     )
-    request, response, agent = [], [], []
+    prewrite, cpu, request, response, agent = [], [], [], [], []
     for start, end in gens:
         call = next((c for c in calls if c.start <= start and c.end >= end), None)
         if call is None:
             continue
-        request.append((start - call.start) * 1000.0)
+        written = call.written if not math.isnan(call.written) else call.start
+        prewrite.append((written - call.start) * 1000.0)
+        if not math.isnan(call.cpu_to_write):
+            cpu.append(call.cpu_to_write * 1000.0)
+        request.append((start - written) * 1000.0)
         response.append((call.end - end) * 1000.0)
         later = [c for c in calls if c.start >= call.end]
         if later:
             agent.append((later[0].start - call.end) * 1000.0)
+    result.split_prewrite_ms = median(prewrite)
+    result.split_prewrite_cpu_ms = median(cpu)
     result.split_request_ms = median(request)
     result.split_response_ms = median(response)
     result.split_agent_ms = median(agent)
@@ -271,7 +284,11 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def bench_agent(
-    holds_ms: list[float], tasks: int, agents: tuple[str, ...] = AGENTS, workdir: Path | None = None
+    holds_ms: list[float],
+    tasks: int,
+    agents: tuple[str, ...] = AGENTS,
+    workdir: Path | None = None,
+    runtime_nice: int = 0,
 ) -> list[AgentRun]:
     """Every agent at every hold time, in one run against one stack and one synthetic runtime."""
     runs: list[AgentRun] = []
@@ -280,7 +297,7 @@ def bench_agent(
         wd.mkdir(parents=True, exist_ok=True)
         with (
             local_stack() as stack,
-            SyntheticRuntime(holds_ms[0], MODEL_PATH) as runtime,
+            SyntheticRuntime(holds_ms[0], MODEL_PATH, nice=runtime_nice) as runtime,
         ):
             for hold in holds_ms:
                 for agent in agents:
@@ -372,7 +389,8 @@ def tables(runs: list[AgentRun]) -> list[Any]:
         [
             "T (ms)",
             "agent",
-            "request -> runtime starts",
+            "call -> written (CPU)",
+            "written -> runtime starts",
             "runtime done -> response",
             "agent -> next request",
             "lead-in (once)",
@@ -383,6 +401,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
         split.add_row(
             fmt(run.hold_ms, 0),
             run.agent,
+            f"{fmt(run.split_prewrite_ms, 1)} ({fmt(run.split_prewrite_cpu_ms, 1)})",
             fmt(run.split_request_ms, 1),
             fmt(run.split_response_ms, 1),
             fmt(run.split_agent_ms, 1),

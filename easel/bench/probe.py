@@ -15,6 +15,7 @@ task's overhead into request transit, runtime, response transit and the agent's 
 from __future__ import annotations
 
 import json
+import math
 import os
 import runpy
 import sys
@@ -57,41 +58,74 @@ def install(out: TextIO) -> None:
 
 
 def install_http(out: TextIO) -> None:
-    """Also timestamp the agent's calls to the runtime (httpx or requests), for the overhead breakdown."""
+    """Also timestamp the agent's calls to the runtime (httpx or requests), for the overhead breakdown.
+
+    Besides start and end, each call records when its first and last bytes were handed to the socket
+    (``written``, ``written_last``; httpx writes headers and body separately) and how much CPU the calling
+    thread used until the first write (``cpu_to_write``): wall time minus that CPU time is time the thread
+    was ready but not running (waiting for the GIL or for a core).
+    """
+    import socket
+
     lock = threading.Lock()
+    local = threading.local()
 
     def record(method: str, url: str, start: float, end: float) -> None:
         path = url.split("://", 1)[-1].partition("/")[2].partition("?")[0]
-        event = {"op": "http", "queue": f"{method} /{path}", "start": start, "end": end, "count": 1}
+        written, cpu = getattr(local, "written", None) or (math.nan, math.nan)
+        last = getattr(local, "last_write", None) or math.nan
+        event = {
+            "op": "http",
+            "queue": f"{method} /{path}",
+            "start": start,
+            "end": end,
+            "count": 1,
+            "written": written,
+            "written_last": last,
+            "cpu_to_write": cpu,
+        }
         line = json.dumps(event)
         with lock:
             out.write(line + "\n")
             out.flush()
 
+    def mark_write() -> None:
+        if getattr(local, "in_call", False):
+            local.last_write = time.monotonic()
+        entry = getattr(local, "entry", None)
+        if entry is not None:
+            local.entry = None
+            local.written = (local.last_write, time.thread_time() - entry)
+
+    def timed(original: Any) -> Any:
+        def send(self: Any, request: Any, **kwargs: Any) -> Any:
+            local.entry, local.written, local.last_write, local.in_call = time.thread_time(), None, None, True
+            start = time.monotonic()
+            try:
+                return original(self, request, **kwargs)
+            finally:
+                local.entry, local.in_call = None, False
+                record(str(request.method), str(request.url), start, time.monotonic())
+
+        return send
+
+    for name in ("send", "sendall"):
+        sock_original: Any = getattr(socket.socket, name)
+
+        def wrapped(self: Any, *args: Any, _original: Any = sock_original, **kwargs: Any) -> Any:
+            mark_write()
+            return _original(self, *args, **kwargs)
+
+        setattr(socket.socket, name, wrapped)
+
     import httpx
 
-    original_send: Any = httpx.Client.send
-
-    def send(self: Any, request: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        response = original_send(self, request, **kwargs)
-        record(request.method, str(request.url), start, time.monotonic())
-        return response
-
-    httpx.Client.send = send  # type: ignore[method-assign]
+    httpx.Client.send = timed(httpx.Client.send)  # type: ignore[method-assign]
     try:
         import requests
     except ImportError:
         return
-    original_rsend: Any = requests.Session.send
-
-    def rsend(self: Any, request: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        response = original_rsend(self, request, **kwargs)
-        record(str(request.method), str(request.url), start, time.monotonic())
-        return response
-
-    requests.Session.send = rsend  # type: ignore[method-assign]
+    requests.Session.send = timed(requests.Session.send)  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:

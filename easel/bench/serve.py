@@ -38,6 +38,11 @@ class ThreadedServer:
             time.sleep(0.01)
         return self
 
+    @property
+    def native_id(self) -> int | None:
+        """The serving thread's OS id (for per-thread scheduling priority)."""
+        return self._thread.native_id
+
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)

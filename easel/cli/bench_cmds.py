@@ -28,6 +28,11 @@ def agent(
     ),
     only: str | None = typer.Option(None, "--only", help="run just one agent: easel or baseline"),
     workdir: Path | None = typer.Option(None, "--workdir", help="keep agent logs and probe events here"),
+    runtime_nice: int = typer.Option(
+        0,
+        "--runtime-nice",
+        help="scheduling priority of the synthetic runtime's thread (diagnostic; <0 needs root)",
+    ),
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """Easel's queue agent vs a serial stable-diffusion-on-eks-style agent, on a synthetic runtime."""
@@ -37,7 +42,7 @@ def agent(
     agents = bench.AGENTS if only is None else (only,)
     if only is not None and only not in bench.AGENTS:
         raise typer.BadParameter(f"--only {only!r}: use one of {', '.join(bench.AGENTS)}")
-    runs = bench.bench_agent(hold_ms, tasks, agents, workdir)
+    runs = bench.bench_agent(hold_ms, tasks, agents, workdir, runtime_nice)
     emit(bench.tables(runs), bench.document(runs, tasks), json_path, console)
     if any(r.error for r in runs):
         raise typer.Exit(1)
