@@ -7,6 +7,7 @@ here as in the Helm chart's two containers.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -58,12 +59,15 @@ def worker_specs(
     port: Callable[[], int] = free_port,
 ) -> list[ChildSpec]:
     specs: list[ChildSpec] = []
+    cpu_threads = max(1, ((os.cpu_count() or 2) - 1) // max(1, len(config.runtimes)))
     for runtime in config.runtimes:
         models = config.models_of(runtime.name)
         runtime_port, agent_port = port(), port()
         argv = [
             python, "-m", "easel.cli", "runtime", "serve",
             "--models-dir", str(models_dir), "--host", "127.0.0.1", "--port", str(runtime_port),
+            # Leave a core to the agent, moto and the gateway: torch on every core starves them.
+            "--cpu-threads", str(cpu_threads),
         ]  # fmt: skip
         if not runtime.dynamic_models:
             argv += ["--model", models[0].store_path]
