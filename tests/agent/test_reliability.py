@@ -43,11 +43,16 @@ def test_normal_lane_untouched_while_high_lane_has_messages(stack: Stack) -> Non
     samples = []
     with stack.running():
         while len(stack.runtime.generation_calls()) < 4:
-            samples.append(stack.queue_counts(stack.normal_url))
+            # Only while high messages still wait: once the last one is received the normal lane may be
+            # prefetched (before the last high generation starts), which is the intended overlap.
+            high_waiting = stack.queue_counts(stack.high_url)[0] > 0
+            normal = stack.queue_counts(stack.normal_url)
+            if high_waiting and stack.queue_counts(stack.high_url)[0] > 0:
+                samples.append(normal)
             time.sleep(0.05)
         for tid in ("n0", "n1"):
             stack.wait_status(tid, "succeeded")
-    assert len(samples) > 5
+    assert len(samples) > 3
     assert set(samples) == {(2, 0)}
     assert prompts(stack)[4:] in (["normal 0", "normal 1"], ["normal 1", "normal 0"])
 
