@@ -52,6 +52,11 @@ class Names:
     def unroutable_queue(self) -> str:
         return f"{self.prefix}-unroutable"
 
+    @property
+    def webhooks_failure_queue(self) -> str:
+        """Webhook events whose delivery failed after Lambda's retries (the function's on-failure target)."""
+        return f"{self.prefix}-webhooks-failed"
+
     # -- storage -------------------------------------------------------------------------------------
     @property
     def tasks_table(self) -> str:

@@ -1,8 +1,8 @@
-"""Stage the API Lambda's code asset at synth time, without Docker.
+"""Stage the Lambdas' code asset (API and webhooks share it) at synth time, without Docker.
 
 The asset is a plain directory that CDK zips:
 
-    lambdas/**.py            the handlers (``lambdas.api.app.handler``)
+    lambdas/**.py            the handlers (``lambdas.api.app.handler``, ``lambdas.webhooks.app.handler``)
     easel/**.py              the shared core (contract, config model, store); ``easel/cli`` and
                              ``easel/bench`` are left out: they need typer/rich/moto, which the Lambda
                              never imports
@@ -11,11 +11,14 @@ The asset is a plain directory that CDK zips:
                              not ship, vendored from the local environment (``.py`` files only: PyYAML's
                              C extension is x86_64 and would not load on arm64, and PyYAML falls back to
                              its pure-Python implementation without it)
+    httpx/, httpcore/, h11/, idna/, certifi/
+                             the webhooks Lambda's HTTP client (pure Python; certifi keeps its
+                             ``cacert.pem``, which httpx verifies TLS against)
     easel_config.json        the validated config, rendered as JSON (``EASEL_CONFIG_FILE``)
 
 pydantic (v2), aws-lambda-powertools and the X-Ray SDK come from the AWS-managed Powertools layer; boto3
-comes from the Lambda runtime. Staging copies only ``.py`` files in sorted order, so the same sources give
-the same asset hash.
+comes from the Lambda runtime. Staging copies only ``.py`` files (and ``VENDORED_DATA``) in sorted order, so
+the same sources give the same asset hash.
 """
 
 from __future__ import annotations
@@ -32,7 +35,19 @@ CONFIG_FILE = "easel_config.json"
 HANDLER = "lambdas.api.app.handler"
 # (package, subpackages to leave out)
 FIRST_PARTY: tuple[tuple[str, tuple[str, ...]], ...] = (("easel", ("cli", "bench")), ("lambdas", ()))
-VENDORED: tuple[str, ...] = ("yaml", "pydantic_settings", "dotenv", "typing_inspection")
+VENDORED: tuple[str, ...] = (
+    "yaml",
+    "pydantic_settings",
+    "dotenv",
+    "typing_inspection",
+    "httpx",
+    "httpcore",
+    "h11",
+    "idna",
+    "certifi",
+)
+# Non-Python files a vendored package needs at run time (package -> file names in its directory).
+VENDORED_DATA: dict[str, tuple[str, ...]] = {"certifi": ("cacert.pem",)}
 
 
 def stage_api_bundle(config: EaselConfig, dest: Path, *, repo_root: Path = REPO_ROOT) -> Path:
@@ -44,6 +59,8 @@ def stage_api_bundle(config: EaselConfig, dest: Path, *, repo_root: Path = REPO_
         _copy_py_tree(repo_root / package, dest / package, excluded=excluded)
     for module in VENDORED:
         _copy_py_tree(_package_dir(module), dest / module)
+        for name in VENDORED_DATA.get(module, ()):
+            shutil.copyfile(_package_dir(module) / name, dest / module / name)
     config_json = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True)
     (dest / CONFIG_FILE).write_text(config_json + "\n")
     return dest

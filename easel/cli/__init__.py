@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from easel.cli import bench_cmds, client_cmds, local_cmds, models_cmds, runtime_cmds, schema_cmds
+from easel.cli import (
+    bench_cmds,
+    client_cmds,
+    local_cmds,
+    models_cmds,
+    runtime_cmds,
+    schema_cmds,
+    webhooks_cmds,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Easel: Stable Diffusion on AWS.")
 client_cmds.register(app)  # submit, status, cancel, tasks
@@ -13,6 +21,7 @@ app.add_typer(models_cmds.app, name="models", help="List the models (API) or mak
 app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
 app.add_typer(bench_cmds.app, name="bench", help="Benchmarks (results go to docs/benchmarks.md).")
+app.add_typer(webhooks_cmds.app, name="webhooks", help="Webhook signing secrets for tenants.")
 
 
 def main() -> None:

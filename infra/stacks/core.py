@@ -1,4 +1,4 @@
-"""The core stack: storage, messaging, the API and monitoring (everything but the GPU cluster).
+"""The core stack: storage, messaging, the API, webhooks and monitoring (everything but the GPU cluster).
 
 Kept apart from the cluster so the data plane (table, buckets, queues) can be deployed, updated and
 inspected without touching EKS, and so the cluster can be torn down while the data stays.
@@ -20,6 +20,7 @@ from infra.constructs.grants import OBJECT_READ, grant_objects, grant_publish
 from infra.constructs.messaging import Messaging
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
+from infra.constructs.webhooks import Webhooks
 
 # What the API does with the table: create (put), get, list (query on the GSIs), cancel (conditional update).
 API_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
@@ -57,6 +58,17 @@ class CoreStack(cdk.Stack):
             unroutable_queue=self.messaging.unroutable_queue,
             rest_api=self.api.rest_api,
         )
+        self.webhooks = Webhooks(
+            self,
+            "Webhooks",
+            config=config,
+            names=self.names,
+            results_topic=self.messaging.results_topic,
+            queue_key=self.messaging.queue_key,
+            powertools_layer=self.api.powertools_layer,
+            alarms_topic=self.monitoring.alarms_topic,
+            dashboard=self.monitoring.dashboard,
+        )
 
         # The API Lambda: the table, publishing tasks, and reading outputs to presign GET URLs. Nothing else.
         self.storage.table.grant(self.api.function, *API_TABLE_ACTIONS)
@@ -74,6 +86,10 @@ class CoreStack(cdk.Stack):
             "Listing queries the table's two tenant indexes (by_tenant, by_status) and presigning reads "
             "generated images under the tenants/ prefix; both wildcards stay inside one table or one prefix.",
         )
+
+        # The webhooks Lambda: reading its master key. Nothing else (SNS invokes it; its failure
+        # destination grants itself).
+        self.webhooks.secret.grant_read(self.webhooks.function)
 
         self._outputs()
 
@@ -99,6 +115,11 @@ class CoreStack(cdk.Stack):
             ),
             "TasksTableName": (self.storage.table.table_name, "Tasks table"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+            "WebhookSecretArn": (
+                self.webhooks.secret.secret_arn,
+                "Webhooks master key; hand a tenant its signing secret with "
+                "`easel webhooks secret TENANT --secret-arn <this>`",
+            ),
             "SubscribeCommand": (
                 f"aws sns subscribe --region {region} --topic-arn {results_arn} --protocol sqs "
                 f"--notification-endpoint <your-queue-arn> --attributes '{SUBSCRIBE_ATTRIBUTES}'",

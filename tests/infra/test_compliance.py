@@ -24,6 +24,7 @@ ACKNOWLEDGING_MODULES = [
     "infra.constructs.cluster",
     "infra.constructs.messaging",
     "infra.constructs.storage",
+    "infra.constructs.webhooks",
     "infra.stacks.core",
     "infra.stacks.compute",
 ]

@@ -49,8 +49,13 @@ def test_unroutable_queue_catches_every_runtime_nobody_serves(synth: Synth) -> N
     sub = _subscription_of(synth, queue_id)
     assert sub["RawMessageDelivery"] is True
     assert sub["FilterPolicy"] == unroutable_filter_policy([r.name for r in synth.config.runtimes])
-    # Exactly one subscription per lane plus the unroutable one: no unfiltered catch-all.
-    subs = synth.resources(synth.core, "AWS::SNS::Subscription")
+    # Exactly one subscription per lane plus the unroutable one on the tasks topic: no unfiltered catch-all.
+    tasks_topic = {"Ref": _topic_logical_id(synth, synth.names.tasks_topic)}
+    subs = {
+        k: v
+        for k, v in synth.resources(synth.core, "AWS::SNS::Subscription").items()
+        if v["Properties"]["TopicArn"] == tasks_topic
+    }
     assert len(subs) == 2 * len(synth.config.runtimes) + 1
     assert all("FilterPolicy" in s["Properties"] for s in subs.values())
 
@@ -152,6 +157,7 @@ def test_names_come_from_easel_naming(example_synth: Synth) -> None:
         "easel-sd15-normal",
         "easel-sd15-normal-dlq",
         "easel-unroutable",
+        names.webhooks_failure_queue,
     }
 
 

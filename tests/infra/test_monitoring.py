@@ -28,7 +28,7 @@ def _alarms(synth: Synth) -> dict[str, dict[str, object]]:
 
 def test_alarm_set(synth: Synth) -> None:
     prefix = synth.names.prefix
-    expected = {f"{prefix}-unroutable", f"{prefix}-api-5xx"} | {
+    expected = {f"{prefix}-unroutable", f"{prefix}-api-5xx", f"{prefix}-webhooks-dlq"} | {
         f"{prefix}-{r.name}-{lane}-{kind}"
         for r in synth.config.runtimes
         for lane in LANES

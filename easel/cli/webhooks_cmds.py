@@ -1,0 +1,79 @@
+"""``easel webhooks secret TENANT``: print the Standard Webhooks signing secret of one tenant.
+
+Every tenant's secret (``whsec_...``) is derived from the deployment's webhooks master key
+(:func:`lambdas.webhooks.signing.derive_tenant_secret`), so no per-tenant secret is stored anywhere: an
+operator derives it here and hands it to the tenant, whose receiver verifies the ``webhook-signature``
+header with it. The master key comes from the Secrets Manager secret the stack creates (output
+``WebhookSecretArn``; read with the standard AWS credential chain) or, for local mode and tests, from its
+base64 value. Exit codes: 0 ok, 1 the secret could not be read, 2 usage problems.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from easel.config import TENANT_ID
+from lambdas.webhooks.signing import derive_tenant_secret
+
+app = typer.Typer(no_args_is_help=True)
+err_console = Console(stderr=True)
+
+
+@app.command()
+def secret(
+    tenant: str = typer.Argument(..., help="tenant id (tenants[].id in config.yaml)"),
+    secret_arn: str | None = typer.Option(
+        None, "--secret-arn", help="the WebhookSecretArn stack output (read from Secrets Manager)"
+    ),
+    master_b64: str | None = typer.Option(
+        None, "--master-b64", help="the master key itself, base64 (local mode: EASEL_WEBHOOK_SECRET)"
+    ),
+    region: str | None = typer.Option(None, "--region", help="default: the region in --secret-arn"),
+) -> None:
+    """Print TENANT's webhook signing secret (whsec_...), derived from the webhooks master key."""
+    if not re.fullmatch(TENANT_ID, tenant):
+        _usage(f"TENANT: '{tenant}' is not a tenant id (pattern {TENANT_ID})")
+    if (secret_arn is None) == (master_b64 is None):
+        _usage("give exactly one of --secret-arn and --master-b64")
+    if secret_arn is not None:
+        value = _read_secret(secret_arn, region)
+        source = "--secret-arn"
+    else:
+        assert master_b64 is not None
+        value, source = master_b64, "--master-b64"
+    try:
+        # Decoded exactly as the webhooks Lambda decodes it (lambdas.webhooks.app), so the secrets agree.
+        master = base64.b64decode(value)
+    except (binascii.Error, ValueError) as exc:
+        _usage(f"{source}: the master key is not base64 ({exc})")
+    if not master:
+        _usage(f"{source}: the master key is empty")
+    typer.echo(derive_tenant_secret(master, tenant))
+
+
+def _read_secret(secret_id: str, region: str | None) -> str:
+    import boto3  # only this path needs AWS
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parts = secret_id.split(":")
+    if region is None and secret_id.startswith("arn:") and len(parts) > 3 and parts[3]:
+        region = parts[3]
+    try:
+        client: Any = boto3.client("secretsmanager", region_name=region)
+        value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except (BotoCoreError, ClientError) as exc:
+        err_console.print(f"[red]error:[/red] {escape(f'--secret-arn {secret_id}: {exc}')}", highlight=False)
+        raise typer.Exit(1) from None
+    return str(value)
+
+
+def _usage(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
