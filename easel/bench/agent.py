@@ -9,9 +9,13 @@ SQS timestamps and the runtime's records:
     window     first receive that returned a message -> the delete that completed the last task
     busy       time the runtime spent generating inside the window / window
     tasks/s    tasks / window
-    overhead   per task: the runtime's cycle (from the start of its generation to the start of the next;
-               for the last one, to the final delete; the first one also carries the lead-in from the
-               first receive) minus T. The cycles add up to the window, so mean overhead = window/N - T.
+    overhead   per task: the runtime's idle time after its generation (until the next one starts; for the
+               last task, until the final delete; the first task also carries the idle lead-in from the
+               first receive): the task's wall time minus the time the runtime spent on it (T plus the
+               synthetic runtime's own oversleep, reported as ``runtime_extra_ms``). Overheads and
+               generation times add up to the window.
+    busy_steady  busy fraction from the first generation's start to the last one's end: the pipeline
+               without its two one-time edges (lead-in, tail).
 
 Backlogs stay small on purpose: moto's SQS receive cost grows with queue depth (about 0.45 ms per
 waiting message), a cost the real SQS does not have.
@@ -36,6 +40,8 @@ from easel.bench.stats import median, percentile, union_length
 from easel.bench.synthetic_runtime import SyntheticRuntime
 
 AGENTS = ("easel", "baseline")
+# "floor" (easel.bench.floor_agent): no AWS work between generations, the harness's own cost per task.
+ALL_AGENTS = (*AGENTS, "floor")
 DEFAULT_HOLDS_MS = (100.0, 250.0, 1500.0)
 DEFAULT_TASKS = 36
 # Targets of issue 7: busy fraction per hold time, and the median per-task overhead.
@@ -76,6 +82,10 @@ class AgentRun:
     # First receive -> first generation, and last generation -> last delete: paid once per run.
     lead_in_ms: float = math.nan
     tail_ms: float = math.nan
+    # Busy fraction between the first generation's start and the last one's end (without the two edges).
+    busy_steady: float = math.nan
+    # Median time the runtime spent per request beyond T (the synthetic runtime oversleeping under load).
+    runtime_extra_ms: float = math.nan
     receives: int = 0
     empty_receives: int = 0
     generations: int = 0
@@ -93,11 +103,15 @@ def free_port() -> int:
 
 
 def agent_command(agent: str, events: Path) -> list[str]:
-    module = "queue_agent" if agent == "easel" else "easel.bench.baseline_agent"
+    module = {
+        "easel": "queue_agent",
+        "baseline": "easel.bench.baseline_agent",
+        "floor": "easel.bench.floor_agent",
+    }[agent]
     return [sys.executable, "-m", "easel.bench.probe", str(events), module]
 
 
-def agent_env(agent: str, stack: LocalStack, runtime_url: str) -> dict[str, str]:
+def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -123,6 +137,14 @@ def agent_env(agent: str, stack: LocalStack, runtime_url: str) -> dict[str, str]
                 "EASEL_MAX_RECEIVE_COUNT": str(spec.max_receive_count),
                 "EASEL_AGENT_PORT": str(free_port()),
                 "EASEL_AGENT_HOST": "127.0.0.1",
+            }
+        )
+    elif agent == "floor":
+        env.update(
+            {
+                "SQS_QUEUE_URL": stack.normal_queue_url,
+                "API_BASE_URL": f"{runtime_url}/sdapi/v1/",
+                "FLOOR_TASKS": str(tasks),
             }
         )
     else:
@@ -173,7 +195,7 @@ def run_agent(
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             agent_command(agent, events_path),
-            env=agent_env(agent, stack, runtime.url),
+            env=agent_env(agent, stack, runtime.url, tasks),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -191,7 +213,7 @@ def run_agent(
         finally:
             # The baseline, like the sample, only sees SIGTERM after its 20 s long poll returns: no need to
             # wait for that. Easel's agent drains (nothing is in flight by now) and exits on its own.
-            _stop(proc, grace=30.0 if agent == "easel" else 1.0)
+            _stop(proc, grace=30.0 if agent == "easel" else 2.0)
     events = read_events(events_path)
     summarize(result, events, [(g.start, g.end) for g in runtime.recorder.generations])
     if agent == "easel":
@@ -225,12 +247,13 @@ def summarize(result: AgentRun, events: list[ProbeEvent], generations: list[tupl
     if gens:
         result.lead_in_ms = (gens[0][0] - lo) * 1000.0
         result.tail_ms = (hi - gens[-1][1]) * 1000.0
-    hold = result.hold_ms / 1000.0
+        result.busy_steady = union_length(gens, gens[0][0], gens[-1][1]) / (gens[-1][1] - gens[0][0])
+        result.runtime_extra_ms = median([(e - s) * 1000.0 - result.hold_ms for s, e in gens])
     overheads = []
-    for i, (start, _) in enumerate(gens):
-        begin = lo if i == 0 else start
+    for i, (start, end) in enumerate(gens):
+        idle_before = (start - lo) if i == 0 else 0.0
         nxt = gens[i + 1][0] if i + 1 < len(gens) else hi
-        overheads.append((nxt - begin - hold) * 1000.0)
+        overheads.append((idle_before + nxt - end) * 1000.0)
     if overheads:
         result.overhead_median_ms = median(overheads)
         result.overhead_p95_ms = percentile(overheads, 95)
@@ -360,7 +383,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
         by_hold.setdefault(run.hold_ms, {})[run.agent] = run
     for hold, agents in by_hold.items():
         target = busy_target(hold)
-        for name in AGENTS:
+        for name in ALL_AGENTS:
             if name not in agents:
                 continue
             run = agents[name]
@@ -370,6 +393,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
                 name + (f" [red]({run.error})[/red]" if run.error else ""),
                 fmt(run.busy, 3),
                 (f"{target:.2f} " + verdict(run.busy >= target)) if is_easel and target else "-",
+                fmt(run.busy_steady, 3),
                 fmt(run.tasks_per_s, 2),
                 fmt(run.overhead_median_ms, 1)
                 + (" " + verdict(run.overhead_median_ms < OVERHEAD_TARGET_MS) if is_easel else ""),
@@ -381,6 +405,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             e, b = agents["easel"], agents["baseline"]
             table.add_row(
                 "", "[bold]easel / baseline[/bold]", fmt(_div(e.busy, b.busy), 2) + "x", "",
+                "",
                 fmt(_div(e.tasks_per_s, b.tasks_per_s), 2) + "x", "", "", "", "",
                 end_section=True,
             )  # fmt: skip
@@ -395,6 +420,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             "agent -> next request",
             "lead-in (once)",
             "tail (once)",
+            "runtime beyond T",
         ],
     )
     for run in runs:
@@ -407,5 +433,6 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             fmt(run.split_agent_ms, 1),
             fmt(run.lead_in_ms, 1),
             fmt(run.tail_ms, 1),
+            fmt(run.runtime_extra_ms, 1),
         )
     return [table, split]

@@ -26,7 +26,8 @@ def agent(
     tasks: int = typer.Option(
         36, "--tasks", min=1, max=200, help="tasks per run (keep moto's backlog small)"
     ),
-    only: str | None = typer.Option(None, "--only", help="run just one agent: easel or baseline"),
+    only: str | None = typer.Option(None, "--only", help="run just one agent: easel, baseline or floor"),
+    floor: bool = typer.Option(False, "--floor", help="also run the harness floor (no AWS work per task)"),
     workdir: Path | None = typer.Option(None, "--workdir", help="keep agent logs and probe events here"),
     runtime_nice: int = typer.Option(
         0,
@@ -40,8 +41,10 @@ def agent(
     from easel.bench.report import emit
 
     agents = bench.AGENTS if only is None else (only,)
-    if only is not None and only not in bench.AGENTS:
-        raise typer.BadParameter(f"--only {only!r}: use one of {', '.join(bench.AGENTS)}")
+    if only is not None and only not in bench.ALL_AGENTS:
+        raise typer.BadParameter(f"--only {only!r}: use one of {', '.join(bench.ALL_AGENTS)}")
+    if floor and "floor" not in agents:
+        agents = (*agents, "floor")
     runs = bench.bench_agent(hold_ms, tasks, agents, workdir, runtime_nice)
     emit(bench.tables(runs), bench.document(runs, tasks), json_path, console)
     if any(r.error for r in runs):

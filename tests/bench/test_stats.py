@@ -52,6 +52,17 @@ def test_summarize_window_busy_and_overheads() -> None:
     assert run.lead_in_ms == pytest.approx(10.0)
     assert run.tail_ms == pytest.approx(20.0)
     assert run.empty_receives == 1
+    assert run.busy_steady == pytest.approx(0.300 / 0.310)
+    assert run.runtime_extra_ms == pytest.approx(0.0, abs=1e-6)
+
+
+def test_overhead_is_idle_time_not_runtime_oversleep() -> None:
+    # The runtime takes 104 ms of a 100 ms hold: the 4 ms are the runtime's, not the agent's overhead.
+    events = [ProbeEvent("ReceiveMessage", 0.0, 0.001, 2), ProbeEvent("DeleteMessageBatch", 0.3, 0.3, 2)]
+    run = AgentRun(agent="x", hold_ms=100.0, tasks=2)
+    summarize(run, events, [(0.0, 0.104), (0.106, 0.210)])
+    assert run.runtime_extra_ms == pytest.approx(4.0)
+    assert run.overhead_median_ms == pytest.approx((2.0 + 90.0) / 2)
 
 
 def test_summarize_without_deletes_leaves_nan() -> None:
