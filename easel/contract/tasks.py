@@ -255,7 +255,18 @@ class TaskUrls(BaseModel):
     cancel: str
 
 
-class Task(BaseModel):
+class _TypedInput(BaseModel):
+    """Validates ``input`` with the model of ``task_type`` (field errors named ``input.<name>``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "task_type" in data:
+            data = {**data, "input": parse_input(data["task_type"], data["input"])}
+        return data
+
+
+class Task(_TypedInput):
     """The task object: API responses, webhook bodies and result notifications."""
 
     model_config = ConfigDict(extra="ignore")
@@ -283,15 +294,8 @@ class Task(BaseModel):
     metrics: TaskMetrics = TaskMetrics()
     urls: TaskUrls | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _typed_input(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "task_type" in data:
-            data = {**data, "input": parse_input(data["task_type"], data["input"])}
-        return data
 
-
-class QueueMessage(BaseModel):
+class QueueMessage(_TypedInput):
     """What the agent receives (SNS raw delivery): routing fields, input and the trace context."""
 
     model_config = ConfigDict(extra="ignore")
@@ -306,13 +310,6 @@ class QueueMessage(BaseModel):
     input: TaskInput
     created_at: datetime
     trace_context: dict[str, str] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _typed_input(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "task_type" in data:
-            data = {**data, "input": parse_input(data["task_type"], data["input"])}
-        return data
 
     @classmethod
     def from_task(cls, task: Task, trace_context: dict[str, str] | None = None) -> QueueMessage:

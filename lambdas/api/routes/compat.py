@@ -6,10 +6,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from easel.contract import Task
-from lambdas.api import http, service, v1alpha2
+from lambdas.api import http, intake, service, v1alpha2
 from lambdas.api.deps import get_deps
 from lambdas.api.routes.docs import errors, ok
-from lambdas.api.telemetry import record_submitted, tracer
+from lambdas.api.telemetry import tracer
 
 router = APIGatewayRouter()
 
@@ -28,26 +28,8 @@ router = APIGatewayRouter()
 @tracer.capture_method
 def submit_v1alpha2() -> Response[str]:
     deps = get_deps()
-    tenant = http.caller_tenant(router.current_event, deps.config)
-    body = http.json_body(router.current_event, deps.config.api.limits.max_body_bytes)
-    request = v1alpha2.normalize(body, deps.config)
-    task, created = service.submit(
-        request,
-        tenant=tenant,
-        config=deps.config,
-        store=deps.store,
-        publisher=deps.publisher,
-        trace=http.trace_context(router.current_event),
-    )
-    if created:
-        record_submitted(task)
-    doc = service.present(
-        task,
-        base_url=http.base_url(router.current_event, deps.settings.public_url),
-        outputs_bucket=deps.settings.outputs_bucket,
-        presigner=deps.presigner,
-        ttl_seconds=deps.config.api.url_ttl_seconds,
-    )
+    task, created = intake.accept(router.current_event, lambda body: v1alpha2.normalize(body, deps.config))
+    doc = intake.present(task, router.current_event)
     doc.update(
         id_task=task.id,
         output_location=service.output_location(task, deps.settings.outputs_bucket),

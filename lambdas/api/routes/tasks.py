@@ -7,24 +7,17 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from easel.contract import Task, TaskStatus, parse_task_request
 from easel.errors import FieldError, TaskConflict
-from lambdas.api import http, service
+from lambdas.api import http, intake, service
 from lambdas.api.deps import get_deps
 from lambdas.api.errors import BadRequest, Conflict
 from lambdas.api.routes.docs import TaskList, errors, ok
-from lambdas.api.telemetry import record_submitted, tracer
+from lambdas.api.telemetry import tracer
 
 router = APIGatewayRouter()
 
 
 def _present(task: Task) -> dict[str, object]:
-    deps = get_deps()
-    return service.present(
-        task,
-        base_url=http.base_url(router.current_event, deps.settings.public_url),
-        outputs_bucket=deps.settings.outputs_bucket,
-        presigner=deps.presigner,
-        ttl_seconds=deps.config.api.url_ttl_seconds,
-    )
+    return intake.present(task, router.current_event)
 
 
 @router.post(
@@ -40,20 +33,7 @@ def _present(task: Task) -> dict[str, object]:
 )
 @tracer.capture_method
 def submit_task() -> Response[str]:
-    deps = get_deps()
-    tenant = http.caller_tenant(router.current_event, deps.config)
-    body = http.json_body(router.current_event, deps.config.api.limits.max_body_bytes)
-    request = parse_task_request(body)
-    task, created = service.submit(
-        request,
-        tenant=tenant,
-        config=deps.config,
-        store=deps.store,
-        publisher=deps.publisher,
-        trace=http.trace_context(router.current_event),
-    )
-    if created:
-        record_submitted(task)
+    task, created = intake.accept(router.current_event, parse_task_request)
     return http.json_response(202 if created else 200, _present(task))
 
 
