@@ -130,6 +130,8 @@ class RuntimeSpec(_Section):
     task_timeout_seconds: Annotated[int, Field(ge=30, le=12 * 3600)] = 900
     max_receive_count: Annotated[int, Field(ge=1, le=100)] = 3
     images: Images = Images()
+    # What one GPU-hour of this pool costs you (blended spot/on-demand estimate); used by `easel costs`.
+    gpu_hour_usd: Annotated[float, Field(ge=0)] = 1.0
 
     @property
     def visibility_timeout_seconds(self) -> int:

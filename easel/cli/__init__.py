@@ -7,6 +7,7 @@ import typer
 from easel.cli import (
     bench_cmds,
     client_cmds,
+    costs_cmds,
     local_cmds,
     models_cmds,
     runtime_cmds,
@@ -17,6 +18,7 @@ from easel.cli import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Easel: Stable Diffusion on AWS.")
 client_cmds.register(app)  # submit, status, cancel, tasks
 schema_cmds.register(app)  # schema
+costs_cmds.register(app)  # costs
 app.add_typer(models_cmds.app, name="models", help="List the models (API) or make a tiny local model.")
 app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
