@@ -35,7 +35,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from easel.bench.localstack import MODEL, MODEL_PATH, RUNTIME, LocalStack, aws_env, local_stack, new_batch_id
+from easel.bench.localstack import (
+    MODEL,
+    MODEL_PATH,
+    RUNTIME,
+    LocalStack,
+    aws_env,
+    cpu_seconds,
+    local_stack,
+    new_batch_id,
+)
 from easel.bench.stats import median, percentile, union_length
 from easel.bench.synthetic_runtime import SyntheticRuntime
 
@@ -86,6 +95,9 @@ class AgentRun:
     busy_steady: float = math.nan
     # Median time the runtime spent per request beyond T (the synthetic runtime oversleeping under load).
     runtime_extra_ms: float = math.nan
+    # CPU used per task by the agent process (start-up included) and by moto (the emulated AWS) in the run.
+    agent_cpu_ms_per_task: float = math.nan
+    moto_cpu_ms_per_task: float = math.nan
     receives: int = 0
     empty_receives: int = 0
     generations: int = 0
@@ -161,6 +173,40 @@ def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -
     return env
 
 
+class EventTail:
+    """Reads the probe's events file incrementally (the bench polls it while the runtime thread serves)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.events: list[ProbeEvent] = []
+        self._offset = 0
+        self._deleted = 0
+        self.received = False
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1  # a line being written stays for the next poll
+        self._offset += end
+        for line in chunk[:end].splitlines():
+            try:
+                event = ProbeEvent(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            self.events.append(event)
+            if event.op in DELETES:
+                self._deleted += event.count
+            elif event.op == "ReceiveMessage" and event.count:
+                self.received = True
+
+    @property
+    def deleted(self) -> int:
+        return self._deleted
+
+
 def read_events(path: Path) -> list[ProbeEvent]:
     if not path.exists():
         return []
@@ -174,10 +220,6 @@ def read_events(path: Path) -> list[ProbeEvent]:
 
 
 DELETES = frozenset({"DeleteMessage", "DeleteMessageBatch"})
-
-
-def deleted(events: list[ProbeEvent]) -> int:
-    return sum(e.count for e in events if e.op in DELETES)
 
 
 def run_agent(
@@ -202,7 +244,15 @@ def run_agent(
         )
         try:
             deadline = time.monotonic() + timeout
-            while deleted(read_events(events_path)) < tasks:
+            # CPU counters when the work starts (first message received): start-up is not charged to tasks.
+            cpu_at_start: tuple[float, float] | None = None
+            tail = EventTail(events_path)
+            while True:
+                tail.poll()
+                if cpu_at_start is None and tail.received:
+                    cpu_at_start = (cpu_seconds(proc.pid), cpu_seconds(stack.moto_pid))
+                if tail.deleted >= tasks:
+                    break
                 if proc.poll() is not None:
                     result.error = f"agent exited with {proc.returncode} (log: {log_path})"
                     break
@@ -210,6 +260,10 @@ def run_agent(
                     result.error = f"timed out after {timeout:.0f} s (log: {log_path})"
                     break
                 time.sleep(0.05)
+            if cpu_at_start is not None:
+                agent_cpu, moto_cpu = cpu_at_start
+                result.agent_cpu_ms_per_task = (cpu_seconds(proc.pid) - agent_cpu) * 1000.0 / tasks
+                result.moto_cpu_ms_per_task = (cpu_seconds(stack.moto_pid) - moto_cpu) * 1000.0 / tasks
         finally:
             # The baseline, like the sample, only sees SIGTERM after its 20 s long poll returns: no need to
             # wait for that. Easel's agent drains (nothing is in flight by now) and exits on its own.
@@ -421,6 +475,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             "lead-in (once)",
             "tail (once)",
             "runtime beyond T",
+            "CPU/task: agent, moto",
         ],
     )
     for run in runs:
@@ -434,5 +489,6 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             fmt(run.lead_in_ms, 1),
             fmt(run.tail_ms, 1),
             fmt(run.runtime_extra_ms, 1),
+            f"{fmt(run.agent_cpu_ms_per_task, 1)}, {fmt(run.moto_cpu_ms_per_task, 1)}",
         )
     return [table, split]

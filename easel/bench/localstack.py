@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -71,6 +72,7 @@ class LocalStack:
     names: Names
     resources: Resources
     session: Any
+    moto_pid: int | None = None
 
     @property
     def normal_queue_url(self) -> str:
@@ -143,6 +145,18 @@ class LocalStack:
         return counts
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; NaN elsewhere or when gone)."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # After the command name: state is field 3, utime and stime are fields 14 and 15 (man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def new_batch_id() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -175,7 +189,7 @@ def local_stack() -> Iterator[LocalStack]:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # so clients made from the session use the endpoint
         try:
-            stack = LocalStack(endpoint, config, names, provision(config, names, session), session)
+            stack = LocalStack(endpoint, config, names, provision(config, names, session), session, proc.pid)
             yield stack
         finally:
             for k, v in saved.items():
