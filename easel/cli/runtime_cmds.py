@@ -18,7 +18,7 @@ def parse_bytes(value: str) -> int:
     """``8589934592``, ``8G``, ``8GiB`` or ``512MiB`` -> bytes."""
     match = _SIZE.match(value)
     if not match:
-        raise typer.BadParameter(f"EASEL_CACHE_MAX_BYTES/--cache-max-bytes={value!r}: not a size like 8GiB")
+        raise typer.BadParameter(f"size {value!r}: not a size like 8GiB, 512MiB or a byte count")
     unit = (match.group(2) or "").upper()[:1]
     return int(float(match.group(1)) * _UNITS[unit])
 
@@ -53,6 +53,17 @@ def serve(
         int | None,
         typer.Option(envvar="EASEL_RUNTIME_CPU_THREADS", help="torch threads on CPU (default: all)"),
     ] = None,
+    private_loras_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EASEL_PRIVATE_LORAS_DIR",
+            help="writable dir for tenant-scoped LoRAs uploaded by the agent (default: a temp dir)",
+        ),
+    ] = None,
+    max_lora_upload_bytes: Annotated[
+        str,
+        typer.Option(envvar="EASEL_MAX_LORA_UPLOAD_BYTES", help="largest private LoRA upload (413 beyond)"),
+    ] = "512MiB",
     log_level: Annotated[str, typer.Option(envvar="EASEL_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve the SD WebUI API subset (and /health) from the models in MODELS_DIR."""
@@ -62,6 +73,13 @@ def serve(
 
     if not models_dir.is_dir():
         raise typer.BadParameter(f"--models-dir/EASEL_MODELS_DIR={str(models_dir)!r}: not a directory")
+    if private_loras_dir is not None:
+        try:
+            private_loras_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"--private-loras-dir/EASEL_PRIVATE_LORAS_DIR={str(private_loras_dir)!r}: {exc}"
+            ) from None
     try:
         preference = DtypePreference(dtype.lower())
     except ValueError:
@@ -79,6 +97,8 @@ def serve(
             dtype=preference,
             max_waiting=max_waiting,
             cpu_threads=cpu_threads,
+            private_loras_dir=private_loras_dir,
+            max_lora_upload_bytes=parse_bytes(max_lora_upload_bytes),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -43,7 +43,7 @@ def translate(req: GenerationRequest, *, clip_stop: int) -> Translated:
     if req.disable_extra_networks:
         # A1111 strips the tags but applies nothing when extra networks are disabled.
         tagged = []
-    uses = merge_uses([LoraUse(i.name, i.weight) for i in req.loras], tagged)
+    uses = merge_uses([LoraUse(i.name, i.weight, allow_private=True) for i in req.loras], tagged)
 
     init_image = None
     strength = 0.75

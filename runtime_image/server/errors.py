@@ -2,6 +2,7 @@
 
 RuntimeServerError
 ├── RequestError             a request asks for something invalid or unsupported (422); names the field
+│   └── TooLargeError        an upload body is over its limit (413)
 ├── NotFoundError            a named thing is not in the model store (404, permanent for the agent)
 │   ├── ModelNotFound
 │   └── LoraNotFound
@@ -33,6 +34,10 @@ class RequestError(RuntimeServerError):
         self.field = field
         self.value = value
         self.reason = reason
+
+
+class TooLargeError(RequestError):
+    code = "too_large"
 
 
 class NotFoundError(RuntimeServerError):

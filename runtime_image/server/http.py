@@ -12,18 +12,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from runtime_image.server.a1111 import build_response
 from runtime_image.server.errors import (
     InternalError,
+    LoraNotFound,
     ModelLoadError,
     NotFoundError,
     RequestError,
     RuntimeServerError,
+    TooLargeError,
     UnavailableError,
 )
+from runtime_image.server.private import check_ref
 from runtime_image.server.runner import Health, Runner
 from runtime_image.server.samplers import SAMPLERS
 from runtime_image.server.schemas import Img2ImgRequest, OptionsUpdate, TrainLoraRequest, Txt2ImgRequest
@@ -110,6 +113,44 @@ def create_app(runner: Runner) -> FastAPI:
     async def train_lora(req: TrainLoraRequest) -> dict[str, Any]:
         return await runner.train_lora(req)
 
+    @app.put("/easel/v1/loras/{tenant}/{name}")
+    async def put_private_lora(tenant: str, name: str, request: Request) -> JSONResponse:
+        """A tenant's private adapter (raw safetensors body): ``loras: [{"name": "<tenant>/<name>"}]``.
+
+        Replaces any earlier copy (the adapter cache reloads it on next use). ``X-Easel-Source-ETag`` is kept
+        and reported back, so the uploader can tell whether its copy changed since.
+        """
+        ref = check_ref(tenant, name)
+        limit = runner.private.max_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLargeError("body", f"{declared} bytes", f"larger than {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TooLargeError("body", f"over {limit} bytes", f"larger than {limit} bytes")
+        etag = request.headers.get("x-easel-source-etag")
+        info = await run_in_threadpool(runner.private.put, ref, bytes(body), etag)
+        return JSONResponse(info, status_code=200)
+
+    @app.api_route("/easel/v1/loras/{tenant}/{name}", methods=["GET", "HEAD"])
+    async def private_lora(tenant: str, name: str, request: Request) -> Response:
+        """Existence check: 200 with size/sha256/source_etag (also as headers), else 404 lora_not_found."""
+        ref = check_ref(tenant, name)
+        info = await run_in_threadpool(runner.private.info, ref)
+        if info is None:
+            raise LoraNotFound(ref.scoped)
+        headers = {
+            "ETag": f'"{info["sha256"]}"' if info["sha256"] else "",
+            "X-Easel-Size": str(info["size"]),
+            "X-Easel-Source-ETag": info["source_etag"] or "",
+        }
+        headers = {k: v for k, v in headers.items() if v}
+        if request.method == "HEAD":
+            return Response(status_code=200, headers=headers)
+        return JSONResponse(info, headers=headers)
+
     @app.get("/easel/v1/cache")
     async def cache() -> dict[str, Any]:
         return runner.cache_stats()
@@ -144,7 +185,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def refused(_req: Request, exc: RequestError) -> JSONResponse:
         value = exc.value if isinstance(exc.value, (str, int, float, bool, type(None))) else str(exc.value)
         return _error(
-            422, exc, field=exc.field, value=value, errors=[{"field": exc.field, "message": exc.reason}]
+            413 if isinstance(exc, TooLargeError) else 422,
+            exc,
+            field=exc.field,
+            value=value,
+            errors=[{"field": exc.field, "message": exc.reason}],
         )
 
     @app.exception_handler(NotFoundError)

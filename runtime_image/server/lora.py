@@ -29,6 +29,9 @@ _PROMPT_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>")
 class LoraUse:
     name: str
     weight: float = 1.0
+    # Only the ``loras`` request field may name a private ``<tenant>/<name>`` adapter; prompt tags are
+    # client text and resolve in the public store only.
+    allow_private: bool = False
 
 
 def parse_prompt_loras(prompt: str) -> tuple[str, list[LoraUse]]:
@@ -95,8 +98,9 @@ class AdapterSet:
             yield
             return
         try:
-            names = [self._ensure(pipe, use, store, model) for use in uses]
-            self._trim(pipe, keep={u.name for u in uses})
+            ensured = [self._ensure(pipe, use, store, model) for use in uses]
+            names = [adapter for adapter, _ in ensured]
+            self._trim(pipe, keep={key for _, key in ensured})
         finally:
             self._names = tuple(self._resident)
         pipe.enable_lora()
@@ -110,19 +114,20 @@ class AdapterSet:
             with self._lock:
                 self._stats.active = []
 
-    def _ensure(self, pipe: Any, use: LoraUse, store: ModelStore, model: str) -> str:
-        entry = store.lora(use.name)
+    def _ensure(self, pipe: Any, use: LoraUse, store: ModelStore, model: str) -> tuple[str, str]:
+        """Inject ``use`` if needed; returns (peft adapter name, cache key)."""
+        entry = store.lora(use.name, allow_private=use.allow_private)
         fingerprint = entry.fingerprint()
-        known = self._resident.get(use.name)
+        known = self._resident.get(entry.key)
         if known is not None and known[1] == fingerprint:
-            self._resident.move_to_end(use.name)
+            self._resident.move_to_end(entry.key)
             with self._lock:
                 self._stats.hits += 1
-            return known[0]
+            return known[0], entry.key
         if known is not None:
             pipe.delete_adapters([known[0]])
-            del self._resident[use.name]
-        name = adapter_name(use.name)
+            del self._resident[entry.key]
+        name = adapter_name(entry.key)
         try:
             pipe.load_lora_weights(str(entry.path), adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as exc:
@@ -130,8 +135,8 @@ class AdapterSet:
             raise RequestError("loras", use.name, f"cannot be applied to model '{model}': {exc}") from None
         with self._lock:
             self._stats.misses += 1
-        self._resident[use.name] = (name, fingerprint)
-        return name
+        self._resident[entry.key] = (name, fingerprint)
+        return name, entry.key
 
     def _trim(self, pipe: Any, keep: set[str]) -> None:
         for store_name in [n for n in self._resident if n not in keep]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 from runtime_image.server.a1111 import Translated, translate
@@ -33,6 +35,7 @@ from runtime_image.server.errors import (
 from runtime_image.server.loader import load_pipeline, pipeline_nbytes
 from runtime_image.server.lora import AdapterSet, LoraStats
 from runtime_image.server.pipelines import GenerationResult, LoadedModel
+from runtime_image.server.private import PrivateLoras
 from runtime_image.server.schemas import GenerationRequest, TrainLoraRequest
 from runtime_image.server.settings import RuntimeSettings
 from runtime_image.server.store import ModelEntry, ModelStore
@@ -72,7 +75,9 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.store = ModelStore(settings.models_dir)
+        private_dir = settings.private_loras_dir or Path(tempfile.mkdtemp(prefix="easel-private-loras-"))
+        self.private = PrivateLoras(private_dir, max_bytes=settings.max_lora_upload_bytes)
+        self.store = ModelStore(settings.models_dir, self.private)
         self.plan = plan or plan_for(
             probe_device(), dtype=settings.dtype, compile_unet=settings.torch_compile
         )
@@ -204,7 +209,7 @@ class Runner:
         if tr.model is not None:
             self.store.model(tr.model)
         for use in tr.job.loras:
-            self.store.lora(use.name)
+            self.store.lora(use.name, allow_private=use.allow_private)
         result, model = await self._submit(self._generate, tr)
         return tr, result, model
 
@@ -323,7 +328,7 @@ class Runner:
             result = train_lora(model, job, self.store, lambda done, total: self._on_step(0, done, total))
         finally:
             self._clear_progress()
-        return {"model": model.name, **describe(result, job.output_name)}
+        return {"model": model.name, **describe(result, job.output_name, with_weights=job.return_weights)}
 
     def _only_model(self) -> str:
         models = self.store.models()

@@ -135,3 +135,7 @@ class TrainLoraRequest(_Body):
     rank: Annotated[int, Field(ge=1, le=128)] = 4
     resolution: Annotated[int, Field(ge=64, le=1024, multiple_of=8)] = 512
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    # Easel agent options: the models store is read-only in production, so the agent asks for the bytes
+    # (base64 ``weights_b64`` in the answer) and stores them itself.
+    save: bool = Field(default=True, description="write loras/<output_name>.safetensors into the store")
+    return_weights: bool = Field(default=False, description="answer with weights_b64 (safetensors)")

@@ -39,8 +39,14 @@ class RuntimeSettings:
     # CPU only: intra-op threads for torch (None: torch's default, one per core). Several processes sharing
     # a laptop, or a tiny model whose ops are too small to split, run faster with fewer.
     cpu_threads: int | None = None
+    # Writable directory of tenant-scoped private LoRAs (PUT /easel/v1/loras/...); None: a fresh temp dir.
+    private_loras_dir: Path | None = None
+    # Largest private LoRA upload accepted (413 beyond).
+    max_lora_upload_bytes: int = 512 * 1024**2
 
     def __post_init__(self) -> None:
+        if self.max_lora_upload_bytes <= 0:
+            raise ValueError(f"max_lora_upload_bytes={self.max_lora_upload_bytes}: must be > 0")
         if self.cache_max_bytes <= 0:
             raise ValueError(f"cache_max_bytes={self.cache_max_bytes}: must be > 0")
         if self.max_waiting < 0:

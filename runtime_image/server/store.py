@@ -7,7 +7,9 @@ Layout::
                                                original_layout.py to export a diffusers folder to one)
     <models_dir>/configs/<name>/ or configs/default/
                                                diffusers configs used to load single-file checkpoints offline
-    <models_dir>/loras/<name>.safetensors      LoRA adapters
+    <models_dir>/loras/<name>.safetensors      LoRA adapters (public: any tenant may name them)
+
+Private adapters (``<tenant>/<name>``) live in a separate writable directory, see :mod:`private`.
 
 A model's name is its path relative to the store without the ``.safetensors`` suffix: the same string as
 ``sd_model_checkpoint``, ``/sdapi/v1/sd-models`` titles and the config's model ``path``.
@@ -22,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from runtime_image.server.errors import LoraNotFound, ModelNotFound, RequestError
+from runtime_image.server.private import PrivateLoras
 
 LORAS_DIR = "loras"
 CONFIGS_DIR = "configs"
@@ -54,6 +57,12 @@ class ModelEntry:
 class LoraEntry:
     name: str
     path: Path
+    private: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identity in the adapter cache: a private ``acme/x`` never shares a slot with a public one."""
+        return f"private:{self.name}" if self.private else self.name
 
     def fingerprint(self) -> tuple[int, int]:
         st = self.path.stat()
@@ -61,8 +70,9 @@ class LoraEntry:
 
 
 class ModelStore:
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, private: PrivateLoras | None = None) -> None:
         self.root = Path(models_dir)
+        self.private = private
 
     def models(self) -> list[ModelEntry]:
         found: list[ModelEntry] = []
@@ -109,7 +119,12 @@ class ModelStore:
             key=lambda e: e.name,
         )  # fmt: skip
 
-    def lora(self, name: str) -> LoraEntry:
+    def lora(self, name: str, *, allow_private: bool = False) -> LoraEntry:
+        """A public adapter; with ``allow_private`` a scoped ``<tenant>/<name>`` private one first."""
+        if allow_private and self.private is not None:
+            found = self.private.find(name)
+            if found is not None:
+                return LoraEntry(name, found, private=True)
         _check_relative("loras.name", name, name)
         path = self.root / LORAS_DIR / f"{name}.safetensors"
         if not path.is_file():

@@ -1,13 +1,17 @@
 """A minimal LoRA fine-tune (DreamBooth-style, UNet attention only) on a loaded model.
 
 The adapter is trained inside the cached UNet under its own adapter name, saved to
-``<store>/loras/<output_name>.safetensors`` in the diffusers LoRA format, and deleted from the UNet again, so
-the model serves exactly as before. Latents and the prompt embedding are computed once up front; each step
-draws noise and a timestep from a seeded generator, so a run is reproducible.
+``<store>/loras/<output_name>.safetensors`` in the diffusers LoRA format (unless ``save`` is false: the store
+is read-only in production) and/or returned as safetensors bytes (``return_weights``: the queue agent uploads
+them to the tenant's prefix), and deleted from the UNet again, so the model serves exactly as before.
+Latents and the prompt embedding are computed once up front; each step draws noise and a timestep from a
+seeded generator, so a run is reproducible.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,11 +47,14 @@ class TrainJob:
     rank: int
     resolution: int
     seed: int
+    save: bool = True
+    return_weights: bool = False
 
 
 @dataclass(frozen=True)
 class TrainResult:
     path: Path | None
+    weights: bytes | None
     steps_completed: int
     interrupted: bool
     eval_loss_before: float
@@ -117,7 +124,7 @@ def train_lora(model: LoadedModel, job: TrainJob, store: ModelStore, on_step: Tr
         LoraConfig(r=job.rank, lora_alpha=job.rank, init_lora_weights="gaussian", target_modules=TARGETS),
         adapter_name=ADAPTER,
     )
-    done, stopped, path = 0, False, None
+    done, stopped, path, weights = 0, False, None, None
     try:
         unet.set_adapter(ADAPTER)
         unet.enable_adapters()
@@ -151,17 +158,27 @@ def train_lora(model: LoadedModel, job: TrainJob, store: ModelStore, on_step: Tr
         if not stopped:
             layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=ADAPTER))
             layers = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in layers.items()}
-            path = store.root / LORAS_DIR / f"{job.output_name}.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            StableDiffusionPipeline.save_lora_weights(
-                str(path.parent), unet_lora_layers=layers, weight_name=path.name
-            )
+            if job.save:
+                path = store.root / LORAS_DIR / f"{job.output_name}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                StableDiffusionPipeline.save_lora_weights(
+                    str(path.parent), unet_lora_layers=layers, weight_name=path.name
+                )
+            if job.return_weights:
+                weights = lora_bytes(layers)
     finally:
         unet.eval()
         unet.delete_adapters(ADAPTER)
         # enable_adapters() above switched every resident LoRA layer on again; requests expect them off.
         pipe.disable_lora()
-    return TrainResult(path, done, stopped, before, after, time.monotonic() - start)
+    return TrainResult(path, weights, done, stopped, before, after, time.monotonic() - start)
+
+
+def lora_bytes(unet_layers: dict[str, torch.Tensor]) -> bytes:
+    """The same safetensors file ``save_lora_weights`` writes (keys ``unet.<module>``), in memory."""
+    from safetensors.torch import save
+
+    return save({f"unet.{k}": v for k, v in unet_layers.items()}, metadata={"format": "pt"})
 
 
 def training_job(req: TrainLoraRequest) -> TrainJob:
@@ -175,11 +192,13 @@ def training_job(req: TrainLoraRequest) -> TrainJob:
         rank=req.rank,
         resolution=req.resolution,
         seed=req.seed,
+        save=req.save,
+        return_weights=req.return_weights,
     )
 
 
-def describe(result: TrainResult, output_name: str) -> dict[str, Any]:
-    return {
+def describe(result: TrainResult, output_name: str, *, with_weights: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "output_name": output_name,
         "path": str(result.path) if result.path else None,
         "steps_completed": result.steps_completed,
@@ -188,3 +207,10 @@ def describe(result: TrainResult, output_name: str) -> dict[str, Any]:
         "eval_loss_after": round(result.eval_loss_after, 6),
         "seconds": round(result.seconds, 3),
     }
+    if with_weights:
+        # None when interrupted: an unfinished adapter is never handed out.
+        data = result.weights
+        body["weights_b64"] = base64.b64encode(data).decode("ascii") if data is not None else None
+        body["weights_bytes"] = len(data) if data is not None else 0
+        body["weights_sha256"] = hashlib.sha256(data).hexdigest() if data is not None else None
+    return body

@@ -362,6 +362,9 @@ def test_runtime_container(render: Render, value_set: str) -> None:
         assert cmd[cmd.index("--models-dir") + 1] == values["modelsVolume"]["mountPath"]
         assert cmd[cmd.index("--port") + 1] == str(values["runtime"]["port"])
         assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # kubelet probes reach the pod IP
+        if not values["runtime"]["command"]:
+            # Private LoRAs go to the writable scratch emptyDir (/tmp); the models mount is read-only.
+            assert cmd[cmd.index("--private-loras-dir") + 1].startswith("/tmp/")
         if values["runtime"]["dynamicModels"]:
             assert "--model" not in cmd
         else:
