@@ -107,5 +107,7 @@ def input_prefix(tenant: str) -> str:
 
 
 def lora_key(tenant: str, name: str) -> str:
-    """Private LoRA adapters of a tenant (trained or uploaded), in the models bucket."""
+    """A tenant's private LoRA adapter, in the OUTPUTS bucket (workloads may write only ``tenants/*``
+    there): train-lora tasks upload to it, and generation tasks of the same tenant naming ``name`` in
+    ``loras`` use it (the agent looks under the task's own tenant prefix only)."""
     return f"tenants/{tenant}/loras/{name}.safetensors"

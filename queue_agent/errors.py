@@ -9,6 +9,7 @@
     │   ├── InvalidMessage        the queue message does not satisfy the contract      invalid_message
     │   ├── Unsupported           task type / model this agent cannot serve             unsupported
     │   ├── ModelMissing          the runtime does not have the model (404)             model_missing
+    │   ├── LoraMissing           the runtime does not have a LoRA the task names (404) lora_missing
     │   ├── RuntimeRejected       the runtime refused the request (400/404/422)         runtime_rejected
     │   ├── InputRefused          an input URL is not allowed (scheme, host, address,   input_refused
     │   │                         bucket, tenant prefix, redirect)
@@ -82,6 +83,10 @@ class Unsupported(PermanentError):
 
 class ModelMissing(PermanentError):
     code = "model_missing"
+
+
+class LoraMissing(PermanentError):
+    code = "lora_missing"
 
 
 class RuntimeRejected(PermanentError):

@@ -22,6 +22,8 @@ queue redelivers it, then the DLQ takes it; on the last receive the task is also
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import heapq
 import itertools
@@ -47,7 +49,7 @@ from easel.contract import (
     TaskType,
     parse_queue_message,
 )
-from easel.contract.tasks import GenerationInput
+from easel.contract.tasks import GenerationInput, TrainLoraInput
 from easel.errors import FieldError, TaskConflict
 from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
@@ -55,6 +57,7 @@ from queue_agent.errors import (
     AlreadyDone,
     PermanentError,
     RetryableError,
+    RuntimeFault,
     RuntimeUnavailable,
     TaskCanceled,
     TaskTimeout,
@@ -63,9 +66,10 @@ from queue_agent.errors import (
 from queue_agent.heartbeat import Heartbeat
 from queue_agent.inputs import InputFetcher, InputPolicy
 from queue_agent.lanes import Acks, ExponentialBackoff, Lanes, Received
+from queue_agent.loras import PrivateLoras, needs_field_style
 from queue_agent.notify import Notifier
 from queue_agent.outputs import OutputWriter
-from queue_agent.runtime_client import RuntimeClient, runtime_body
+from queue_agent.runtime_client import RuntimeClient, runtime_body, train_body
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import GracefulShutdown
 from queue_agent.state import TaskState, utcnow
@@ -74,6 +78,7 @@ from queue_agent.telemetry import AgentStats, default_tracer, start_task_span, t
 log = logging.getLogger(__name__)
 
 _REINTERRUPT_SECONDS = 1.0
+TRAIN = "train-lora"  # Job.kind of a training (the others are the WebUI's txt2img / img2img)
 
 
 @dataclass(eq=False)
@@ -145,6 +150,7 @@ class Agent:
         self.notifier = Notifier(session.client("sns", **kw), settings.results_topic_arn, store)
         self.outputs = OutputWriter(s3, settings.outputs_bucket)
         self.runtime = RuntimeClient(runtime_http, generate_timeout=settings.task_timeout_seconds + 30)
+        self.loras = PrivateLoras(s3, settings.outputs_bucket, self.runtime)
         self.inputs = InputFetcher(input_policy(settings), s3=s3, http=input_http, resolver=resolver)
         self.backoff = ExponentialBackoff(
             settings.agent_backoff_base_seconds, settings.agent_backoff_cap_seconds
@@ -359,12 +365,21 @@ class Agent:
                 self._notify_and_ack(job, task, skipped=True)
                 return None
             job.store_path = self._store_path(message)
-            if message.task_type is TaskType.TRAIN_LORA or not isinstance(message.input, GenerationInput):
-                raise Unsupported("task_type 'train-lora' is not served by the queue agent yet")
-            fetched = [self.inputs.fetch(u, message.tenant).data for u in message.input.init_images]
-            job.kind, job.body = runtime_body(
-                message.input, init_images=fetched, lora_style=self.settings.agent_lora_style
-            )
+            inp = message.input
+            if message.task_type is TaskType.TRAIN_LORA and isinstance(inp, TrainLoraInput):
+                # Training images go through the same safe fetch (tenant prefix, allow-list, limits).
+                images = [self.inputs.fetch(u, message.tenant).data for u in inp.images]
+                job.kind, job.body = TRAIN, train_body(inp, images=images, model=job.store_path)
+            elif isinstance(inp, GenerationInput):
+                fetched = [self.inputs.fetch(u, message.tenant).data for u in inp.init_images]
+                # Only the task's own tenant prefix is looked at: another tenant's adapter is unreachable.
+                names = self.loras.resolve(message.tenant, [lo.name for lo in inp.loras])
+                needs_field_style(self.settings.agent_lora_style, names)
+                job.kind, job.body = runtime_body(
+                    inp, init_images=fetched, lora_style=self.settings.agent_lora_style, lora_names=names
+                )
+            else:
+                raise Unsupported(f"task_type '{message.task_type}' does not match its input")
             job.span.add_event("prepared")
             return job
         except Exception as exc:
@@ -399,6 +414,7 @@ class Agent:
         # The processing transition runs beside the model check and the generation (off the critical path).
         started: Future[Task] = self._aux.submit(self._start, job)
         images: list[bytes] | None = None
+        trained: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
             t0 = time.monotonic()
@@ -408,7 +424,10 @@ class Agent:
             if not job.cancel_requested.is_set():
                 t0 = time.monotonic()
                 try:
-                    images = self.runtime.generate(job.kind, job.body)
+                    if job.kind == TRAIN:
+                        trained = self.runtime.train(job.body)
+                    else:
+                        images = self.runtime.generate(job.kind, job.body)
                 finally:
                     job.predict_seconds = time.monotonic() - t0
                     self.stats.runtime_call(job.predict_seconds, generate=True)
@@ -418,8 +437,10 @@ class Agent:
             with self._running_lock:
                 self._running = None
         if isinstance(error, RuntimeUnavailable):
-            # Stop taking tasks until /health says ready again (the run loop waits for it).
+            # Stop taking tasks until /health says ready again (the run loop waits for it). A restarted
+            # runtime may have lost the private LoRAs it was sent.
             self._runtime_ready.clear()
+            self.loras.forget()
         try:
             started.result()
         except (TaskCanceled, AlreadyDone):
@@ -444,6 +465,10 @@ class Agent:
         elif error is not None:
             err = error
             self._finish_q.put(lambda: self._settle_error(job, err))
+        elif job.kind == TRAIN:
+            assert trained is not None
+            result = trained
+            self._finish_q.put(lambda: self._complete_lora(job, result))
         else:
             assert images is not None
             done = images
@@ -568,6 +593,54 @@ class Agent:
                 if current.status is TaskStatus.CANCELED:
                     # Canceled between the end of generation and this write: its outputs must not stay.
                     self.outputs.discard(task.tenant, task.id, len(images))
+                self._notify_and_ack(job, current, skipped=True)
+                return
+            self._notify_and_ack(job, done)
+        except Exception as exc:
+            self._settle_error(job, exc)
+
+    def _complete_lora(self, job: Job, trained: dict[str, Any]) -> None:
+        """A finished training: the adapter to the tenant's LoRA key, then succeeded with output.lora."""
+        try:
+            task = job.started_task
+            assert task is not None and isinstance(task.input, TrainLoraInput)
+            encoded = trained.get("weights_b64")
+            if trained.get("interrupted") or not isinstance(encoded, str):
+                # Interrupted by nobody we know of (cancel, timeout and shutdown are settled before).
+                raise RuntimeFault(
+                    f"train-lora: no adapter in the answer (interrupted={trained.get('interrupted')!r})"
+                )
+            try:
+                weights = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise RuntimeFault("train-lora: weights_b64 is not base64") from None
+            name = task.input.output_name
+            uri = self.outputs.upload_lora(task.tenant, name, weights)
+            predict = job.predict_seconds or 0.0
+            metrics = {
+                "queue_seconds": task.metrics.queue_seconds,
+                "predict_seconds": round(predict, 6),
+                "gpu_seconds": round(predict + job.switch_seconds, 6),
+            }
+            log.info(
+                "lora trained",
+                extra={
+                    **_ids(job),
+                    "lora": uri,
+                    "bytes": len(weights),
+                    "steps_completed": trained.get("steps_completed"),
+                    "eval_loss_before": trained.get("eval_loss_before"),
+                    "eval_loss_after": trained.get("eval_loss_after"),
+                },
+            )
+            try:
+                done = self.state.succeed(task, [], metrics, lora=uri)
+            except TaskConflict as exc:
+                current = exc.current if isinstance(exc.current, Task) else None
+                if current is None:
+                    raise
+                if current.status is TaskStatus.CANCELED:
+                    self.outputs.discard_lora(task.tenant, name)
                 self._notify_and_ack(job, current, skipped=True)
                 return
             self._notify_and_ack(job, done)

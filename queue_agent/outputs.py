@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from easel.naming import output_key
+from easel.naming import lora_key, output_key
 from queue_agent.errors import RuntimeFault, aws_call
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,27 @@ class OutputWriter:
                 log.info("output exists, kept", extra={"task_id": task_id, "key": key})
             uris.append(self.uri(tenant, task_id, n))
         return uris
+
+    def upload_lora(self, tenant: str, name: str, data: bytes) -> str:
+        """A trained adapter to ``tenants/<tenant>/loras/<name>.safetensors``.
+
+        Unlike images this overwrites: a new train-lora task for the same ``output_name`` replaces the
+        tenant's adapter (a redelivery of the same seeded task writes the same adapter again).
+        """
+        key = lora_key(tenant, name)
+        with aws_call("upload lora"):
+            self._s3.put_object(
+                Bucket=self._bucket, Key=key, Body=data, ContentType="application/octet-stream"
+            )
+        return f"s3://{self._bucket}/{key}"
+
+    def discard_lora(self, tenant: str, name: str) -> None:
+        """Best effort removal of the adapter of a task canceled right after training."""
+        try:
+            with aws_call("discard lora"):
+                self._s3.delete_object(Bucket=self._bucket, Key=lora_key(tenant, name))
+        except Exception:
+            log.exception("could not discard lora", extra={"tenant": tenant, "lora": name})
 
     def discard(self, tenant: str, task_id: str, count: int) -> None:
         """Best effort removal of a canceled task's outputs."""

@@ -2,7 +2,9 @@
 
 connect error, dropped connection, 503     -> RuntimeUnavailable   (retryable)
 404 on /sdapi/v1/options                   -> ModelMissing         (permanent)
-400, 404, 422 on a generation              -> RuntimeRejected      (permanent, names the detail)
+404 lora_not_found on a generation         -> LoraMissing          (permanent)
+400, 404, 413, 422 on a generation         -> RuntimeRejected      (permanent, names the detail)
+404/405 on the private LoRA upload         -> Unsupported          (a runtime without /easel/v1/loras)
 other 4xx/5xx, undecodable answer          -> RuntimeFault         (unknown)
 """
 
@@ -19,8 +21,15 @@ from typing import Any
 
 import httpx
 
-from easel.contract import GenerationInput
-from queue_agent.errors import ModelMissing, RuntimeFault, RuntimeRejected, RuntimeUnavailable
+from easel.contract import GenerationInput, TrainLoraInput
+from queue_agent.errors import (
+    LoraMissing,
+    ModelMissing,
+    RuntimeFault,
+    RuntimeRejected,
+    RuntimeUnavailable,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +164,56 @@ class RuntimeClient:
         self._model_seen = time.monotonic()  # alive, and still on the model we know
         return out
 
+    def train(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /easel/v1/train-lora (Easel runtime only); the answer as JSON (``weights_b64`` when asked)."""
+        r = self._call("POST", "/easel/v1/train-lora", json=body, timeout=self._generate_timeout)
+        result = _json(r)
+        self._model_seen = time.monotonic()
+        return result
+
+    # -- private LoRAs (Easel runtime only) ---------------------------------------------------------------
+    def private_lora(self, tenant: str, name: str) -> dict[str, Any] | None:
+        """What the runtime holds as ``<tenant>/<name>`` (size, sha256, source_etag), None if nothing."""
+        try:
+            r = self._call(
+                "GET",
+                f"/easel/v1/loras/{tenant}/{name}",
+                timeout=30.0,
+                not_found=lambda detail: LoraMissing(detail),
+            )
+        except LoraMissing:
+            return None
+        except RuntimeFault as exc:
+            if "HTTP 405" in str(exc):
+                return None  # not an Easel runtime; the PUT says so with a clear error
+            raise
+        return _json(r)
+
+    def put_private_lora(
+        self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/easel/v1/loras/{tenant}/{name}"
+        headers = {"Content-Type": "application/octet-stream"}
+        if source_etag:
+            headers["X-Easel-Source-ETag"] = source_etag
+        unsupported = Unsupported(
+            f"the runtime cannot take private LoRAs (PUT {path} is not served): use the Easel runtime"
+        )
+        try:
+            r = self._call(
+                "PUT",
+                path,
+                content=data,
+                headers=headers,
+                timeout=120.0,
+                not_found=lambda _detail: unsupported,
+            )
+        except RuntimeFault as exc:
+            if "HTTP 405" in str(exc):
+                raise unsupported from None
+            raise
+        return _json(r)
+
     def interrupt(self) -> bool:
         """Best effort: stop the running generation between steps. Never raises."""
         try:
@@ -171,11 +230,20 @@ class RuntimeClient:
         *,
         timeout: float,
         json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
         not_found: Callable[[str], Exception] | None = None,
     ) -> httpx.Response:
         what = f"{method} {path}"
         try:
-            r = self._http.request(method, path, json=json, timeout=httpx.Timeout(timeout, connect=5.0))
+            r = self._http.request(
+                method,
+                path,
+                json=json,
+                content=content,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=5.0),
+            )
         except httpx.TransportError as exc:
             self._model = None
             # Connect errors, timeouts and dropped connections: the runtime is down or restarting.
@@ -188,7 +256,9 @@ class RuntimeClient:
             raise RuntimeUnavailable(f"{what}: 503 {detail}")
         if r.status_code == 404 and not_found is not None:
             raise not_found(detail)
-        if r.status_code in (400, 404, 422):
+        if r.status_code == 404 and _code(r) == "lora_not_found":
+            raise LoraMissing(f"runtime refused {what}: {detail}")
+        if r.status_code in (400, 404, 413, 422):
             raise RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
         raise RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
 
@@ -201,6 +271,14 @@ def _json(r: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not a JSON object")
     return data
+
+
+def _code(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return ""
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
 
 
 def _detail(r: httpx.Response) -> str:
@@ -216,14 +294,20 @@ def _detail(r: httpx.Response) -> str:
 
 
 def runtime_body(
-    data: GenerationInput, *, init_images: list[bytes] | None = None, lora_style: str = "field"
+    data: GenerationInput,
+    *,
+    init_images: list[bytes] | None = None,
+    lora_style: str = "field",
+    lora_names: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Map a task's input to the SD WebUI request: ``("txt2img"|"img2img", body)``.
 
     Only fields with a meaning are sent (neutral WebUI fields are left to their defaults), so the body is
     accepted by the Easel runtime and by a stock AUTOMATIC1111 alike. LoRAs travel as a ``loras`` list
     (Easel runtime) or as ``<lora:name:weight>`` prompt tags (stock WebUI), per ``EASEL_AGENT_LORA_STYLE``.
+    ``lora_names`` maps a task's LoRA name to the runtime's (a tenant's private ``<tenant>/<name>``).
     """
+    names = lora_names or {}
     body: dict[str, Any] = {
         "prompt": data.prompt,
         "negative_prompt": data.negative_prompt,
@@ -240,9 +324,29 @@ def runtime_body(
             tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in data.loras)
             body["prompt"] = f"{data.prompt} {tags}"
         else:
-            body["loras"] = [{"name": lora.name, "weight": lora.weight} for lora in data.loras]
+            body["loras"] = [
+                {"name": names.get(lora.name, lora.name), "weight": lora.weight} for lora in data.loras
+            ]
     if init_images:
         body["init_images"] = [base64.b64encode(img).decode("ascii") for img in init_images]
         body["denoising_strength"] = data.denoising_strength
         return "img2img", body
     return "txt2img", body
+
+
+def train_body(data: TrainLoraInput, *, images: list[bytes], model: str) -> dict[str, Any]:
+    """The runtime's ``POST /easel/v1/train-lora`` body: nothing written into the (read-only) models store,
+    the adapter returned as ``weights_b64`` for the agent to upload."""
+    return {
+        "model": model,
+        "images": [base64.b64encode(img).decode("ascii") for img in images],
+        "instance_prompt": data.instance_prompt,
+        "output_name": data.output_name,
+        "steps": data.steps,
+        "learning_rate": data.learning_rate,
+        "rank": data.rank,
+        "resolution": data.resolution,
+        "seed": data.seed,
+        "save": False,
+        "return_weights": True,
+    }

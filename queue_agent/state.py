@@ -93,8 +93,14 @@ class TaskState:
                 count_attempt=True,
             )
 
-    def succeed(self, task: Task, images: list[str], metrics: dict[str, float | None]) -> Task:
-        """processing -> succeeded with outputs and metrics. Raises TaskConflict (e.g. canceled)."""
+    def succeed(
+        self, task: Task, images: list[str], metrics: dict[str, float | None], *, lora: str | None = None
+    ) -> Task:
+        """processing -> succeeded with outputs (images, or a trained LoRA's URI) and metrics. Raises
+        TaskConflict (e.g. canceled)."""
+        output: dict[str, object] = {"images": images, "urls": []}
+        if lora is not None:
+            output["lora"] = lora
         with _store_call("complete task"):
             return self._store.transition(
                 task.tenant,
@@ -102,7 +108,7 @@ class TaskState:
                 TaskStatus.SUCCEEDED,
                 sources=[TaskStatus.PROCESSING],
                 updates={
-                    "output": {"images": images, "urls": []},
+                    "output": output,
                     "metrics": metrics,
                     "completed_at": iso(utcnow()),
                     "error": None,

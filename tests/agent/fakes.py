@@ -47,6 +47,8 @@ class RuntimeControl:
     # Status code to answer to every generation call (e.g. 500: an unknown error forever).
     fail_always: int | None = None
     ignore_interrupt: bool = False
+    # Public LoRAs of the models store; None accepts any name (404 lora_not_found for others otherwise).
+    public_loras: set[str] | None = None
 
 
 class FakeRuntime:
@@ -56,6 +58,9 @@ class FakeRuntime:
         self.control = RuntimeControl()
         self.calls: list[Call] = []
         self.option_posts: list[str] = []
+        # Private LoRAs by scoped name "<tenant>/<name>": (bytes, source etag); every PUT is recorded.
+        self.private_loras: dict[str, tuple[bytes, str | None]] = {}
+        self.lora_puts: list[str] = []
         self.interrupts = 0
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
@@ -71,7 +76,7 @@ class FakeRuntime:
 
     def generation_calls(self) -> list[Call]:
         with self._lock:
-            return [c for c in self.calls if c.path in ("txt2img", "img2img")]
+            return [c for c in self.calls if c.path in ("txt2img", "img2img", "train-lora")]
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def up(self) -> FakeRuntime:
@@ -145,6 +150,17 @@ class FakeRuntime:
             call = Call(path=path, body=body, started=time.monotonic())
             with self._lock:
                 self.calls.append(call)
+            for lora in body.get("loras", []):
+                name = lora["name"]
+                known = (
+                    name in self.private_loras
+                    if "/" in name
+                    else c.public_loras is None or name in c.public_loras
+                )
+                if not known:
+                    call.ended = time.monotonic()
+                    detail = f"lora '{name}' not found in the model store"
+                    return JSONResponse({"error": "lora_not_found", "detail": detail}, status_code=404)
             if c.fail_next:
                 status = c.fail_next.pop(0)
                 call.ended = time.monotonic()
@@ -176,7 +192,60 @@ class FakeRuntime:
         def img2img(body: dict[str, Any]) -> Any:
             return generate("img2img", body)
 
+        @app.post("/easel/v1/train-lora")
+        def train(body: dict[str, Any]) -> Any:
+            call = Call(path="train-lora", body=body, started=time.monotonic())
+            with self._lock:
+                self.calls.append(call)
+            if c.fail_next:
+                status = c.fail_next.pop(0)
+                call.ended = time.monotonic()
+                return JSONResponse({"detail": f"fake failure {status}"}, status_code=status)
+            self._interrupt.clear()
+            self._generating += 1
+            try:
+                call.interrupted = self._interrupt.wait(c.hold_seconds)
+            finally:
+                self._generating -= 1
+                call.ended = time.monotonic()
+            weights = fake_lora(body["output_name"], int(body.get("seed", 0)))
+            steps = int(body["steps"])
+            return {
+                "model": body.get("model"),
+                "output_name": body["output_name"],
+                "path": None,
+                "steps_completed": 1 if call.interrupted else steps,
+                "interrupted": call.interrupted,
+                "eval_loss_before": 0.5,
+                "eval_loss_after": 0.4,
+                "seconds": 0.01,
+                "weights_b64": None if call.interrupted else base64.b64encode(weights).decode(),
+            }
+
+        @app.put("/easel/v1/loras/{tenant}/{name}")
+        async def put_lora(tenant: str, name: str, request: Request) -> Any:
+            data = await request.body()
+            scoped = f"{tenant}/{name}"
+            self.private_loras[scoped] = (data, request.headers.get("x-easel-source-etag"))
+            self.lora_puts.append(scoped)
+            return lora_info(scoped)
+
+        @app.get("/easel/v1/loras/{tenant}/{name}")
+        def get_lora(tenant: str, name: str) -> Any:
+            scoped = f"{tenant}/{name}"
+            if scoped not in self.private_loras:
+                return JSONResponse({"error": "lora_not_found", "detail": scoped}, status_code=404)
+            return lora_info(scoped)
+
+        def lora_info(scoped: str) -> dict[str, Any]:
+            data, etag = self.private_loras[scoped]
+            return {"scoped_name": scoped, "size": len(data), "source_etag": etag}
+
         return app
+
+
+def fake_lora(name: str, seed: int = 0) -> bytes:
+    return f"fake-lora:{name}:{seed}".encode()
 
 
 def _free_port() -> int:
