@@ -16,6 +16,8 @@ from aws_cdk import aws_sns as sns
 
 OBJECT_READ = ("s3:GetObject",)
 OBJECT_READ_WRITE = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+# Delete: the agent removes the outputs of a task canceled while it was being written.
+OBJECT_READ_WRITE_DELETE = (*OBJECT_READ_WRITE, "s3:DeleteObject")
 # What a publisher needs on the key of an SSE-KMS topic (no wildcard variants).
 TOPIC_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 

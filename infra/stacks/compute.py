@@ -20,7 +20,7 @@ from infra.constructs.cluster import Cluster
 from infra.constructs.compliance import acknowledge, nag_resource
 from infra.constructs.grants import (
     OBJECT_READ,
-    OBJECT_READ_WRITE,
+    OBJECT_READ_WRITE_DELETE,
     grant_assume,
     grant_list,
     grant_objects,
@@ -31,7 +31,8 @@ from infra.constructs.workloads import Workloads
 from infra.stacks.core import CoreStack
 
 # The queue agent's table access: read a task (cancel check) and move its status (conditional updates).
-WORKLOAD_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+# PutItem: the agent creates the record of a task published straight to the tasks topic (conditional put).
+WORKLOAD_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 OUTPUTS_PREFIX = "tenants/"
 
 
@@ -92,7 +93,9 @@ class ComputeStack(cdk.Stack):
             grant_list(models_bucket, role)
             grant_objects(models_bucket, role, key_pattern="*", actions=OBJECT_READ)
             grant_list(outputs_bucket, role, prefix=OUTPUTS_PREFIX)
-            grant_objects(outputs_bucket, role, key_pattern=f"{OUTPUTS_PREFIX}*", actions=OBJECT_READ_WRITE)
+            grant_objects(
+                outputs_bucket, role, key_pattern=f"{OUTPUTS_PREFIX}*", actions=OBJECT_READ_WRITE_DELETE
+            )
             table.grant(role, *WORKLOAD_TABLE_ACTIONS)
             grant_publish(messaging.results_topic, role)
             grant_assume(role, self.cluster.keda_operator_role)

@@ -237,8 +237,10 @@ def test_workload_policy_is_least_privilege(synth: Synth) -> None:
             "s3:GetObject",
             "s3:PutObject",
             "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
             "s3:ListBucket",
             "dynamodb:GetItem",
+            "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "sns:Publish",
         }
