@@ -1,6 +1,6 @@
 """Output of every bench: a rich table on the terminal and, with ``--json FILE``, a JSON document.
 
-The JSON carries the machine (cores, memory, load average when the run started) so two result files can
+The JSON carries the machine (cores, memory, load average when the results were written) so two result files can
 be compared knowing where they were measured.
 """
 
