@@ -1,7 +1,7 @@
 """Output of every bench: a rich table on the terminal and, with ``--json FILE``, a JSON document.
 
-The JSON carries the machine (cores, memory, load average when the results were written) so two result files can
-be compared knowing where they were measured.
+The JSON carries the machine (cores, memory, load average when the results were written) so two result
+files can be compared knowing where they were measured.
 """
 
 from __future__ import annotations
