@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,25 +16,9 @@ from PIL import Image
 
 from easel.client import EaselClient
 from infra.local.demo import tiny_png, upload_init_image
-from infra.local.stack import LocalStack, StackOptions
-from tests.conftest import EXAMPLE_CONFIG
+from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    work: Path = tmp_path_factory.mktemp("e2e")
-    options = StackOptions(
-        config_path=EXAMPLE_CONFIG,
-        port=0,
-        state_path=work / "local.json",
-        work_dir=work,
-        models_dir=work / "models",
-        workers=True,
-    )
-    with LocalStack(options) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +35,6 @@ def results_queue(stack: LocalStack) -> str:
         Attributes={"RawMessageDelivery": "true"},
     )
     return str(url)
-
-
-@pytest.fixture(scope="module")
-def acme(stack: LocalStack) -> Iterator[EaselClient]:
-    cred = stack.tenant_credentials("acme")
-    with EaselClient(
-        stack.endpoint,
-        region=stack.region,
-        access_key_id=cred.access_key_id,
-        secret_access_key=cred.secret_access_key,
-    ) as client:
-        yield client
 
 
 def results(stack: LocalStack, url: str, want: int, timeout: float = 30) -> list[dict[str, Any]]:

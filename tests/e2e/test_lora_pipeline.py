@@ -5,8 +5,6 @@ tenant naming the same LoRA gets the public-name behaviour (no such public LoRA 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,47 +12,9 @@ from PIL import Image
 
 from easel.client import EaselClient
 from easel.naming import input_prefix, lora_key
-from infra.local.stack import LocalStack, StackOptions
-from tests.conftest import EXAMPLE_CONFIG
+from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    work: Path = tmp_path_factory.mktemp("e2e-lora")
-    options = StackOptions(
-        config_path=EXAMPLE_CONFIG,
-        port=0,
-        state_path=work / "local.json",
-        work_dir=work,
-        models_dir=work / "models",
-        workers=True,
-    )
-    with LocalStack(options) as running:
-        yield running
-
-
-def client(stack: LocalStack, tenant: str) -> EaselClient:
-    cred = stack.tenant_credentials(tenant)
-    return EaselClient(
-        stack.endpoint,
-        region=stack.region,
-        access_key_id=cred.access_key_id,
-        secret_access_key=cred.secret_access_key,
-    )
-
-
-@pytest.fixture(scope="module")
-def acme(stack: LocalStack) -> Iterator[EaselClient]:
-    with client(stack, "acme") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def globex(stack: LocalStack) -> Iterator[EaselClient]:
-    with client(stack, "globex") as c:
-        yield c
 
 
 def subject_png(color: tuple[int, int, int]) -> bytes:
