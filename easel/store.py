@@ -231,49 +231,46 @@ class TaskStore:
 
     def mark_dispatched(self, tenant: str, task_id: str, at: datetime) -> None:
         """Record that the task's message was published (see ``Task.dispatched_at``)."""
-        try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key=_key(tenant, task_id),
-                UpdateExpression="SET #d = :d",
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#d": "dispatched_at", "#pk": PARTITION_KEY},
-                ExpressionAttributeValues={":d": {"S": _iso(at)}},
-            )
-        except _ConditionFailed:
-            raise TaskNotFound(tenant, task_id) from None
+        if not self._set_marker(
+            tenant, task_id, "SET #m = :v", "attribute_exists(#pk)", "dispatched_at", _iso(at)
+        ):
+            raise TaskNotFound(tenant, task_id)
 
     def claim_notification(self, tenant: str, task_id: str, status: TaskStatus) -> bool:
         """True exactly once per (task, status): deduplicates result notifications across agents."""
-        try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key=_key(tenant, task_id),
-                UpdateExpression="SET #n = :s",
-                ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#n) OR #n <> :s)",
-                ExpressionAttributeNames={"#n": "notified", "#pk": PARTITION_KEY},
-                ExpressionAttributeValues={":s": {"S": str(status)}},
-            )
-        except _ConditionFailed:
-            return False
-        return True
+        return self._set_marker(
+            tenant,
+            task_id,
+            "SET #m = :v",
+            "attribute_exists(#pk) AND (attribute_not_exists(#m) OR #m <> :v)",
+            "notified",
+            str(status),
+        )
 
     def release_notification(self, tenant: str, task_id: str, status: TaskStatus) -> bool:
         """Undo a claim whose publish failed, so the next attempt claims and publishes again.
 
         Conditional on the claim still being ``status``: a later claim (another status) is left alone.
         """
+        return self._set_marker(tenant, task_id, "REMOVE #m", "#m = :v", "notified", str(status))
+
+    def _set_marker(
+        self, tenant: str, task_id: str, update: str, condition: str, attr: str, value: str
+    ) -> bool:
+        """One conditional write of a bookkeeping attribute (``#m``, compared with ``:v``); False if the
+        condition did not hold."""
+        names = {"#m": attr}
+        if "#pk" in condition:
+            names["#pk"] = PARTITION_KEY
         try:
             self._call(
                 "update_item",
                 TableName=self._table,
                 Key=_key(tenant, task_id),
-                UpdateExpression="REMOVE #n",
-                ConditionExpression="#n = :s",
-                ExpressionAttributeNames={"#n": "notified"},
-                ExpressionAttributeValues={":s": {"S": str(status)}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":v": {"S": value}},
             )
         except _ConditionFailed:
             return False
