@@ -13,7 +13,6 @@ method before the Lambda runs; ``tests/infra`` checks the list against the Lambd
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -28,7 +27,8 @@ from constructs import Construct
 from easel.config import EaselConfig
 from easel.naming import Names
 from infra.constructs.compliance import acknowledge
-from infra.lambda_bundle import CONFIG_FILE, HANDLER, stage_api_bundle
+from infra.constructs.functions import PYTHON_RUNTIME, python_function
+from infra.lambda_bundle import CONFIG_FILE, HANDLER
 
 # (method, path): the Lambda's routes (lambdas/api/routes); `{id}` is a task id.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -42,7 +42,6 @@ ROUTES: tuple[tuple[str, str], ...] = (
 # Methods whose body must be a JSON object (the Lambda validates the fields; the edge rejects non-objects).
 JSON_BODY_ROUTES = frozenset({("POST", "/v1/tasks"), ("POST", "/v1alpha2")})
 
-PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 # Same release as the `lambdas` extra in pyproject.toml (tests check they agree).
 POWERTOOLS_VERSION = "3.37.0"
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/{python}/{version}"
@@ -91,16 +90,13 @@ class Api(Construct):
             "PowertoolsLayer",
             ssm.StringParameter.value_for_string_parameter(self, powertools_layer_parameter()),
         )
-        bundle = stage_api_bundle(config, _staging_dir(self))
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
+            config=config,
             description="Easel API: validate, store and route tasks",
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(bundle)),
-            layers=[self.powertools_layer],
+            powertools_layer=self.powertools_layer,
             memory_size=512,
             # API Gateway gives up on an integration after 29 s; running longer would only waste money.
             timeout=cdk.Duration.seconds(29),
@@ -231,10 +227,3 @@ class Api(Construct):
 def powertools_layer_parameter() -> str:
     """The public SSM parameter holding the Powertools layer ARN for this runtime and release."""
     return POWERTOOLS_LAYER_PARAMETER.format(python=PYTHON_RUNTIME.name, version=POWERTOOLS_VERSION)
-
-
-def _staging_dir(scope: Construct) -> Path:
-    # Inside the cloud assembly directory: staged once per synth, next to the assets CDK copies from it.
-    stage = cdk.Stage.of(scope)
-    assert stage is not None
-    return Path(stage.outdir) / "easel-staging" / scope.node.addr

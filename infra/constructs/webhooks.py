@@ -37,9 +37,8 @@ from constructs import Construct
 from easel.config import EaselConfig
 from easel.contract import TaskStatus
 from easel.naming import Names
-from infra.constructs.api import PYTHON_RUNTIME, _staging_dir
 from infra.constructs.compliance import acknowledge
-from infra.lambda_bundle import stage_api_bundle
+from infra.constructs.functions import python_function
 
 HANDLER = "lambdas.webhooks.app.handler"
 SERVICE_NAME = "easel-webhooks"
@@ -103,16 +102,13 @@ class Webhooks(Construct):
         )
 
         self.function_log_group = logs.LogGroup(self, "FunctionLogs", retention=logs.RetentionDays.ONE_MONTH)
-        bundle = stage_api_bundle(config, _staging_dir(self))
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
+            config=config,
             description="Easel webhooks: deliver signed (Standard Webhooks) task callbacks",
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(bundle)),
-            layers=[powertools_layer],
+            powertools_layer=powertools_layer,
             memory_size=256,
             timeout=FUNCTION_TIMEOUT,
             log_group=self.function_log_group,
