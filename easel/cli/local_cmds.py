@@ -18,7 +18,13 @@ from easel.cli.client_cmds import console, download_outputs, err_console, print_
 if TYPE_CHECKING:
     from infra.local.stack import LocalStack, StackOptions
 
-app = typer.Typer(no_args_is_help=True)
+
+def _quiet_libraries() -> None:
+    """Local mode runs on CPU without torchvision: transformers' advisories about it are noise here."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+app = typer.Typer(no_args_is_help=True, callback=_quiet_libraries)
 
 CONFIG = typer.Option(Path("config.yaml"), "--config", help="the Easel config")
 STATE = typer.Option(Path(".easel/local.json"), "--state", help="state file (endpoint, credentials, pids)")
