@@ -57,6 +57,16 @@ class Names:
         """Webhook events whose delivery failed after Lambda's retries (the function's on-failure target)."""
         return f"{self.prefix}-webhooks-failed"
 
+    @property
+    def webhooks_local_queue(self) -> str:
+        """Local mode only: the results topic's queue that the local webhooks worker drains (instead of
+        the topic invoking the webhooks Lambda)."""
+        return f"{self.prefix}-webhooks-local"
+
+    @property
+    def webhooks_local_dlq(self) -> str:
+        return f"{self.prefix}-webhooks-local-dlq"
+
     # -- storage -------------------------------------------------------------------------------------
     @property
     def tasks_table(self) -> str:

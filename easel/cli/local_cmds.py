@@ -39,7 +39,14 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _options(config: Path, port: int, state: Path, models_dir: Path, workers: bool) -> StackOptions:
+def _options(
+    config: Path,
+    port: int,
+    state: Path,
+    models_dir: Path,
+    workers: bool,
+    webhook_allow_origins: tuple[str, ...] = (),
+) -> StackOptions:
     from infra.local.stack import StackOptions
 
     return StackOptions(
@@ -49,6 +56,7 @@ def _options(config: Path, port: int, state: Path, models_dir: Path, workers: bo
         models_dir=models_dir,
         workers=workers,
         work_dir=state.parent,
+        webhook_allow_origins=webhook_allow_origins,
     )
 
 
@@ -71,6 +79,10 @@ def _print_banner(stack: LocalStack) -> None:
     console.print('  easel submit --model <model> --prompt "a dog"')
     for name, child in state.children.items():
         console.print(f"  worker {name}: pid {child.pid}, log {child.log}")
+    if state.children:
+        allowed = ", ".join(stack.webhook_allow_origins) or "none (https to public hosts only)"
+        console.print(f"  webhooks: loopback origins allowed: {allowed}")
+        console.print("  webhook signing secret of a tenant: easel webhooks secret TENANT --local")
     console.print("\nCtrl-C to stop.")
 
 
@@ -81,6 +93,12 @@ def up(
     workers: bool = typer.Option(True, "--workers/--no-workers", help="start runtime + agent per runtime"),
     models_dir: Path = MODELS_DIR,
     state: Path = STATE,
+    webhook_allow_origin: list[str] = typer.Option(
+        [],
+        "--webhook-allow-origin",
+        help="let webhooks reach this loopback origin (http://127.0.0.1:PORT) despite the SSRF guard; "
+        "repeatable; local mode only",
+    ),
 ) -> None:
     """Start moto, provision every resource, serve the signed gateway, supervise the workers."""
     from easel.errors import EaselError
@@ -89,7 +107,7 @@ def up(
 
     stop = _stop_event()
     try:
-        stack = LocalStack(_options(config, port, state, models_dir, workers))
+        stack = LocalStack(_options(config, port, state, models_dir, workers, tuple(webhook_allow_origin)))
         stack.start()
     except (EaselError, LocalError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -150,9 +151,12 @@ class TaskRequest(_Strict):
 
     @field_validator("webhook")
     @classmethod
-    def _https_only(cls, v: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    def _https_only(cls, v: AnyHttpUrl | None, info: ValidationInfo) -> AnyHttpUrl | None:
         if v is not None and v.scheme != "https":
-            raise ValueError("must be an https:// URL")
+            # Local mode only (`easel local up --webhook-allow-origin`): explicitly allowed loopback origins.
+            allowed = (info.context or {}).get("insecure_webhook_origins", frozenset())
+            if f"{v.scheme}://{v.host}:{v.port}" not in allowed:
+                raise ValueError("must be an https:// URL")
         return v
 
     @model_validator(mode="after")
@@ -212,8 +216,10 @@ class _Envelope(_Strict):
     context: dict[str, Any] | None = None
 
 
-def parse_task_request(body: Any) -> TaskRequest:
-    """Validate a decoded JSON body; raise :class:`FieldError` naming the first bad field."""
+def parse_task_request(body: Any, *, insecure_webhook_origins: frozenset[str] = frozenset()) -> TaskRequest:
+    """Validate a decoded JSON body; raise :class:`FieldError` naming the first bad field.
+
+    ``insecure_webhook_origins`` (local mode only): ``http://host:port`` origins accepted as ``webhook``."""
     if not isinstance(body, dict):
         raise FieldError("body", "must be a JSON object")
     try:
@@ -222,7 +228,9 @@ def parse_task_request(body: Any) -> TaskRequest:
         raise _field_errors(exc) from None
     task_input = parse_input(env.task_type, env.input)
     try:
-        return TaskRequest.model_validate({**body, "input": task_input})
+        return TaskRequest.model_validate(
+            {**body, "input": task_input}, context={"insecure_webhook_origins": insecure_webhook_origins}
+        )
     except ValidationError as exc:
         raise _field_errors(exc) from None
 

@@ -2,7 +2,8 @@
 
 Mirrors the CDK messaging/storage constructs: tasks and results topics, per runtime a high and a normal
 lane queue (raw delivery, filter policy, DLQ with maxReceiveCount), the unroutable catch-all queue, the
-tasks table with its two GSIs and TTL, and the models/outputs buckets.
+local webhooks queue (results topic, raw delivery, DLQ; drained by :mod:`infra.local.webhooks_worker` where
+AWS invokes the webhooks Lambda), the tasks table with its two GSIs and TTL, and the models/outputs buckets.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Resources:
     outputs_bucket: str
     # runtime -> lane -> resources
     lanes: dict[str, dict[str, LaneResources]] = field(default_factory=dict)
+    webhooks_queue_url: str = ""
+    webhooks_dlq_url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +95,8 @@ def provision(config: EaselConfig, names: Names, session: Any) -> Resources:
         unroutable_filter_policy([r.name for r in config.runtimes]),
     )
 
+    webhooks_queue_url, webhooks_dlq_url = _webhooks_queue(sns, sqs, names, results_topic)
+
     _create_table(ddb, names.tasks_table)
     for bucket in (names.models_bucket, names.outputs_bucket):
         _create_bucket(s3, bucket, names.region)
@@ -105,7 +110,43 @@ def provision(config: EaselConfig, names: Names, session: Any) -> Resources:
         models_bucket=names.models_bucket,
         outputs_bucket=names.outputs_bucket,
         lanes=lanes,
+        webhooks_queue_url=webhooks_queue_url,
+        webhooks_dlq_url=webhooks_dlq_url,
     )
+
+
+# The local webhooks worker leaves a failed delivery (timeout, 5xx, 429) in the queue: it is retried after
+# the visibility timeout, and after WEBHOOKS_MAX_RECEIVE_COUNT receives it moves to the DLQ (in AWS: the
+# Lambda's asynchronous retries, then its on-failure queue).
+WEBHOOKS_VISIBILITY_TIMEOUT_SECONDS = 10
+WEBHOOKS_MAX_RECEIVE_COUNT = 3
+
+
+def _webhooks_queue(sns: Any, sqs: Any, names: Names, results_topic: str) -> tuple[str, str]:
+    dlq_url = sqs.create_queue(
+        QueueName=names.webhooks_local_dlq,
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )["QueueUrl"]
+    redrive = {
+        "deadLetterTargetArn": _queue_arn(sqs, dlq_url),
+        "maxReceiveCount": str(WEBHOOKS_MAX_RECEIVE_COUNT),
+    }
+    url = sqs.create_queue(
+        QueueName=names.webhooks_local_queue,
+        Attributes={
+            "VisibilityTimeout": str(WEBHOOKS_VISIBILITY_TIMEOUT_SECONDS),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    # Every result, like the Lambda's subscription (no filter): deliver() skips tasks without a webhook.
+    sns.subscribe(
+        TopicArn=results_topic,
+        Protocol="sqs",
+        Endpoint=_queue_arn(sqs, url),
+        Attributes={"RawMessageDelivery": "true"},
+        ReturnSubscriptionArn=True,
+    )
+    return url, dlq_url
 
 
 def _queue_arn(sqs: Any, url: str) -> str:

@@ -8,6 +8,7 @@ The API handler runs in this process, so :meth:`LocalStack.start` sets the handl
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,7 +31,13 @@ from infra.local.provision import Resources, provision
 from infra.local.sigv4 import LocalCredential
 from infra.local.state import ChildState, LocalState, TenantCredentials
 from infra.local.supervisor import ChildStatus, Supervisor
-from infra.local.workers import DUMMY_AWS, ensure_models, worker_specs
+from infra.local.workers import (
+    DUMMY_AWS,
+    ensure_models,
+    loopback_origin,
+    webhooks_worker_spec,
+    worker_specs,
+)
 
 log = logging.getLogger("easel.local")
 DEFAULT_REGION = "us-east-1"
@@ -47,6 +54,9 @@ class StackOptions:
     python: str = sys.executable
     grace_seconds: float = 10.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Loopback origins ("http://127.0.0.1:PORT") the local webhooks worker may call despite the SSRF guard
+    # (DeliveryPolicy.test_insecure_origins); empty = the deployed policy (https, public addresses only).
+    webhook_allow_origins: tuple[str, ...] = ()
 
 
 def principal_arn(tenant: str) -> str:
@@ -121,6 +131,13 @@ class LocalStack:
         self.started_at = ""
         self.children: list[ChildStatus] = []
         self._clients: dict[str, Any] = {}
+        try:
+            self.webhook_allow_origins = tuple(loopback_origin(o) for o in options.webhook_allow_origins)
+        except ValueError as exc:
+            raise StackError(f"--webhook-allow-origin: {exc}") from None
+        # The webhooks master key of this run (base64, as EASEL_WEBHOOK_SECRET); in the state file so that
+        # `easel webhooks secret TENANT --local` derives the tenants' whsec_ secrets.
+        self.webhook_master_b64 = base64.b64encode(secrets.token_bytes(32)).decode()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -211,6 +228,8 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "Easel",
             # EMF lines are for CloudWatch; locally they would only clutter the terminal.
             "POWERTOOLS_METRICS_DISABLED": "1",
+            # The API accepts http webhooks to these loopback origins only (as the webhooks worker delivers).
+            "EASEL_WEBHOOK_TEST_INSECURE_ORIGINS": ",".join(self.webhook_allow_origins),
             **self.options.extra_env,
         }
 
@@ -251,6 +270,15 @@ class LocalStack:
             moto_endpoint=self.moto_endpoint,
             python=self.options.python,
         )
+        specs.append(
+            webhooks_worker_spec(
+                self.resources,
+                moto_endpoint=self.moto_endpoint,
+                master_b64=self.webhook_master_b64,
+                allow_origins=self.webhook_allow_origins,
+                python=self.options.python,
+            )
+        )
         self._supervisor = Supervisor(
             specs,
             log_dir=(self.options.work_dir / "logs").resolve(),
@@ -285,6 +313,7 @@ class LocalStack:
                 c.name: ChildState(pid=c.pid, port=c.port, restarts=c.restarts, log=c.log)
                 for c in self.children
             },
+            webhook_secret=self.webhook_master_b64,
         )
 
     def write_state(self) -> None:

@@ -5,7 +5,9 @@
      "models_dir": ".easel/models", "started_at": "ISO",
      "tenants": {"<tenant>": {"access_key_id", "secret_access_key", "principal_arn"}},
      "resources": <infra.local.provision.Resources.to_json()>,
-     "children": {"<runtime>/runtime": {"pid", "port", "restarts", "log"}, "<runtime>/agent": {...}}}
+     "children": {"<runtime>/runtime": {"pid", "port", "restarts", "log"}, "<runtime>/agent": {...},
+                  "webhooks": {...}},
+     "webhook_secret": "<base64 webhooks master key of this run (EASEL_WEBHOOK_SECRET)>"}
 
 Written atomically (temp file + rename) whenever a child's pid changes; removed on shutdown.
 """
@@ -52,6 +54,7 @@ class LocalState:
     tenants: dict[str, TenantCredentials]
     resources: Resources
     children: dict[str, ChildState] = field(default_factory=dict)
+    webhook_secret: str = ""
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:

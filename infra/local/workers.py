@@ -108,3 +108,54 @@ def worker_specs(
             )
         )
     return specs
+
+
+def webhooks_worker_spec(
+    resources: Resources,
+    *,
+    moto_endpoint: str,
+    master_b64: str,
+    allow_origins: tuple[str, ...] = (),
+    python: str = sys.executable,
+) -> ChildSpec:
+    """The local stand-in for the webhooks Lambda (:mod:`infra.local.webhooks_worker`)."""
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "AWS_REGION": resources.region,
+        "AWS_DEFAULT_REGION": resources.region,
+        **DUMMY_AWS,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "EASEL_WEBHOOKS_QUEUE_URL": resources.webhooks_queue_url,
+        "EASEL_WEBHOOK_SECRET": master_b64,
+        "EASEL_WEBHOOK_TEST_INSECURE_ORIGINS": ",".join(allow_origins),
+        "POWERTOOLS_SERVICE_NAME": "easel-webhooks",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+    return ChildSpec(name="webhooks", argv=[python, "-m", "infra.local.webhooks_worker"], env=env)
+
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def loopback_origin(value: str) -> str:
+    """Normalize ``--webhook-allow-origin`` to the form DeliveryPolicy compares (``scheme://host:port``).
+
+    Only loopback origins are accepted (no path, no user info): the option exists for receivers on this
+    machine, never to open the SSRF guard to other addresses."""
+    import httpx
+
+    try:
+        u = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"'{value}' is not a URL ({exc})") from None
+    host = u.raw_host.decode("ascii")
+    host_shown = f"[{host}]" if ":" in host else host
+    if u.scheme not in ("http", "https") or host_shown not in _LOOPBACK_HOSTS:
+        raise ValueError(
+            f"'{value}' is not a loopback origin like http://127.0.0.1:PORT"
+            " (host 127.0.0.1, localhost or [::1])"
+        )
+    if u.path not in ("", "/") or u.query or u.userinfo:
+        raise ValueError(f"'{value}' must be an origin only (scheme://host:port, no path)")
+    port = u.port or (443 if u.scheme == "https" else 80)  # as WebhookSender computes the origin
+    return f"{u.scheme}://{host}:{port}"

@@ -30,6 +30,13 @@ class ApiSettings(BaseSettings):
     outputs_bucket: str
     config_file: Path
     public_url: str | None = None
+    # Local mode only (`easel local up --webhook-allow-origin`): comma-separated http loopback origins a
+    # task's `webhook` may use; unset in AWS, where webhooks must be https.
+    webhook_test_insecure_origins: str = ""
+
+    @property
+    def insecure_webhook_origins(self) -> frozenset[str]:
+        return frozenset(o for o in self.webhook_test_insecure_origins.split(",") if o)
 
 
 class DispatchError(Exception):

@@ -33,7 +33,10 @@ def _present(task: Task) -> dict[str, object]:
 )
 @tracer.capture_method
 def submit_task() -> Response[str]:
-    task, created = intake.accept(router.current_event, parse_task_request)
+    origins = get_deps().settings.insecure_webhook_origins
+    task, created = intake.accept(
+        router.current_event, lambda body: parse_task_request(body, insecure_webhook_origins=origins)
+    )
     return http.json_response(202 if created else 200, _present(task))
 
 
