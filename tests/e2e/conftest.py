@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,43 +10,13 @@ import pytest
 from easel.client import EaselClient
 from infra.local.stack import LocalStack, StackOptions
 from tests.conftest import EXAMPLE_CONFIG
-
-
-class WebhookReceiver:
-    """A webhook receiver on 127.0.0.1 recording every POST (headers lower-cased, raw body)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with receiver.lock:
-                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def received(self) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return list(self.requests)
+from tests.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture(scope="package")
 def webhook_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="package")

@@ -15,7 +15,7 @@ from easel.cli import app
 from easel.client import EaselClient
 from infra.local.stack import LocalStack
 from lambdas.webhooks.signing import derive_tenant_secret, verify
-from tests.e2e.conftest import WebhookReceiver
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,10 +8,8 @@ import secrets
 import string
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from lambdas.webhooks.service import event_of
 from lambdas.webhooks.signing import derive_tenant_secret, verify
 from tests.conftest import EXAMPLE_CONFIG
 from tests.infra.conftest import Synth
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.infra
 
@@ -291,38 +290,15 @@ print(json.dumps({"result": handler(event, context), "files": [httpx.__file__, c
 """
 
 
-class _Receiver:
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        received = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    r = _Receiver()
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
 
 
 @pytest.mark.slow
 def test_bundle_delivers_a_signed_webhook_with_only_the_layer_and_runtime(
-    tmp_path: Path, receiver: _Receiver
+    tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     bundle = stage_api_bundle(load_config(EXAMPLE_CONFIG), tmp_path / "bundle")
     site = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))

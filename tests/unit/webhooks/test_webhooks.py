@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from lambdas.webhooks.app import Deps, deliver, handler, set_deps
 from lambdas.webhooks.delivery import DeliveryPolicy, WebhookSender
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
 from lambdas.webhooks.signing import derive_tenant_secret, sign, verify
+from tests.webhook_receiver import WebhookReceiver
 
 MASTER = b"0123456789abcdef0123456789abcdef"
 
@@ -44,40 +43,13 @@ def test_tenant_secrets_differ_and_are_stable() -> None:
     assert len(base64.b64decode(a.removeprefix("whsec_"))) == 32
 
 
-class Receiver:
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.status)
-                if receiver.status in (301, 302, 307):
-                    self.send_header("location", "http://127.0.0.1:1/elsewhere")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(status=200) as r:
+        yield r
 
 
-def _sender(receiver: Receiver | None = None, resolver: Any = None) -> WebhookSender:
+def _sender(receiver: WebhookReceiver | None = None, resolver: Any = None) -> WebhookSender:
     origins = frozenset({f"http://127.0.0.1:{receiver.port}"}) if receiver else frozenset()
 
     def never(host: str, port: int) -> list[str]:
@@ -107,7 +79,7 @@ def _task(status: TaskStatus, webhook: str | None, events: list[str] | None = No
     )
 
 
-def test_delivery_is_signed_with_the_tenants_secret(receiver: Receiver) -> None:
+def test_delivery_is_signed_with_the_tenants_secret(receiver: WebhookReceiver) -> None:
     d = Deps(master=MASTER, sender=_sender(receiver))
     task = _task(TaskStatus.SUCCEEDED, receiver.url)
     assert deliver(task.model_dump_json(), d) == "delivered"
@@ -127,7 +99,7 @@ def test_delivery_is_signed_with_the_tenants_secret(receiver: Receiver) -> None:
     )
 
 
-def test_events_filter(receiver: Receiver) -> None:
+def test_events_filter(receiver: WebhookReceiver) -> None:
     d = Deps(master=MASTER, sender=_sender(receiver))
     assert deliver(_task(TaskStatus.PROCESSING, receiver.url).model_dump_json(), d) == "skipped"
     assert deliver(_task(TaskStatus.SUCCEEDED, None).model_dump_json(), d) == "skipped"
@@ -136,7 +108,7 @@ def test_events_filter(receiver: Receiver) -> None:
     assert receiver.requests[0][0]["webhook-id"] == "msg_t1_processing"
 
 
-def test_handler_reads_sns_records(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_reads_sns_records(receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     set_deps(Deps(master=MASTER, sender=_sender(receiver)))
     try:
         task = _task(TaskStatus.FAILED, receiver.url)
@@ -158,14 +130,14 @@ def test_handler_reads_sns_records(receiver: Receiver, monkeypatch: pytest.Monke
     ("status", "error"),
     [(500, DeliveryFailed), (429, DeliveryFailed), (400, DeliveryRejected), (302, DeliveryRejected)],
 )
-def test_receiver_answers(receiver: Receiver, status: int, error: type[Exception]) -> None:
+def test_receiver_answers(receiver: WebhookReceiver, status: int, error: type[Exception]) -> None:
     receiver.status = status
     with pytest.raises(error):
         _sender(receiver).send(receiver.url, secret="whsec_AAAA", msg_id="m", body=b"{}")
     assert len(receiver.requests) == 1  # a redirect is not followed
 
 
-def test_retryable_failure_is_raised_and_rejection_is_dropped(receiver: Receiver) -> None:
+def test_retryable_failure_is_raised_and_rejection_is_dropped(receiver: WebhookReceiver) -> None:
     d = Deps(master=MASTER, sender=_sender(receiver))
     receiver.status = 503
     with pytest.raises(DeliveryFailed):
@@ -174,7 +146,7 @@ def test_retryable_failure_is_raised_and_rejection_is_dropped(receiver: Receiver
     assert deliver(_task(TaskStatus.SUCCEEDED, receiver.url).model_dump_json(), d) == "dropped"
 
 
-def test_loopback_without_the_test_origin_is_refused_before_any_request(receiver: Receiver) -> None:
+def test_loopback_without_the_test_origin_is_refused_before_any_request(receiver: WebhookReceiver) -> None:
     sender = _sender(None)
     for url in (receiver.url, f"https://127.0.0.1:{receiver.port}/hook", "https://[::1]/hook"):
         with pytest.raises(DeliveryRefused):
