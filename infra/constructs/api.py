@@ -206,21 +206,9 @@ class Api(Construct):
         )
         acknowledge(
             self.function,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "The AWS managed basic execution policy only lets the function write its own CloudWatch log "
-            "streams, which is exactly what a Lambda needs and nothing more.",
-        )
-        acknowledge(
-            self.function,
             "AwsSolutions-IAM5[Resource::*]",
             "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which have no resource "
             "level permissions, so AWS requires the wildcard resource for them.",
-        )
-        acknowledge(
-            self.function,
-            "AwsSolutions-L1",
-            "The runtime is pinned to Python 3.13 because the managed Powertools layer release pinned here "
-            "is published and tested for it; moving to a newer runtime is a deliberate upgrade.",
         )
 
 

@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from easel.config import EaselConfig
+from infra.constructs.compliance import acknowledge
 from infra.lambda_bundle import stage_api_bundle
 
 PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -40,7 +41,7 @@ def python_function(
 ) -> lambda_.Function:
     """A function over the shared staged asset (identical content, so one S3 object for all of them)."""
     bundle = stage_api_bundle(config, staging_dir(scope))
-    return lambda_.Function(
+    function = lambda_.Function(
         scope,
         construct_id,
         description=description,
@@ -55,3 +56,16 @@ def python_function(
         environment=environment,
         **options,
     )
+    acknowledge(
+        function,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        "The AWS managed basic execution policy only lets the function write its own CloudWatch log "
+        "streams, which is exactly what a Lambda needs and nothing more.",
+    )
+    acknowledge(
+        function,
+        "AwsSolutions-L1",
+        "The runtime is pinned to Python 3.13 because the managed Powertools layer release pinned here "
+        "is published and tested for it; moving to a newer runtime is a deliberate upgrade.",
+    )
+    return function

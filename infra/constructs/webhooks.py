@@ -187,15 +187,3 @@ class Webhooks(Construct):
             "The failure queue is itself the webhooks Lambda's on-failure destination: nothing consumes it, "
             "an alarm fires on its first message and an operator inspects it, so it needs no DLQ of its own.",
         )
-        acknowledge(
-            self.function,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "The AWS managed basic execution policy only lets the function write its own CloudWatch log "
-            "streams, which is exactly what a Lambda needs and nothing more.",
-        )
-        acknowledge(
-            self.function,
-            "AwsSolutions-L1",
-            "The runtime is pinned to Python 3.13 like the API Lambda, because the managed Powertools layer "
-            "release pinned here is published and tested for it; a newer runtime is a deliberate upgrade.",
-        )

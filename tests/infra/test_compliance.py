@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 ACKNOWLEDGING_MODULES = [
     "infra.constructs.api",
     "infra.constructs.cluster",
+    "infra.constructs.functions",
     "infra.constructs.messaging",
     "infra.constructs.storage",
     "infra.constructs.webhooks",
