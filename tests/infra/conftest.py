@@ -118,3 +118,14 @@ def synth(request: pytest.FixtureRequest) -> Synth:
     name = "example_synth" if request.param == "example" else "two_runtimes_synth"
     result: Synth = request.getfixturevalue(name)
     return result
+
+
+def flat(value: Any) -> str:
+    """A Fn::Join as text, intrinsics shown as <Ref>: enough to compare ARNs built from easel.naming."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return "".join(flat(v) for v in value["Fn::Join"][1])
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    return json.dumps(value)

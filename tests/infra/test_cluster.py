@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match
 
 from infra.constructs.cluster import INTERRUPTION_EVENTS
 from infra.constructs.network import KARPENTER_DISCOVERY_TAG
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, flat
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -189,8 +189,8 @@ def test_s3_csi_driver_role_reads_only_the_models_bucket(synth: Synth) -> None:
         for v in synth.resources(synth.compute, "AWS::IAM::Policy").values()
         if v["Properties"]["Roles"] == [{"Ref": csi_role}]
     )
-    resources = {s["Action"]: _flat(s["Resource"]).split(":s3:::")[1] for s in policy}
-    models = _flat(synth.compute.resolve(synth.names.models_bucket))
+    resources = {s["Action"]: flat(s["Resource"]).split(":s3:::")[1] for s in policy}
+    models = flat(synth.compute.resolve(synth.names.models_bucket))
     assert resources == {"s3:ListBucket": models, "s3:GetObject": f"{models}/*"}
 
 
@@ -209,14 +209,3 @@ def test_private_subnets_are_tagged_for_karpenter(synth: Synth) -> None:
 def test_availability_zones_are_resolved_at_deploy_time(synth: Synth) -> None:
     for subnet in synth.resources(synth.compute, "AWS::EC2::Subnet").values():
         assert "Fn::GetAZs" in json.dumps(subnet["Properties"]["AvailabilityZone"])
-
-
-def _flat(value: Any) -> str:
-    """A Fn::Join as text, intrinsics shown as <Ref>: enough to compare ARNs built from easel.naming."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        return "".join(_flat(v) for v in value["Fn::Join"][1])
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    return json.dumps(value)

@@ -16,7 +16,7 @@ from easel.config import EaselConfig, RuntimeSpec, load_config
 from easel.naming import Names
 from infra.constructs.workloads import CHART_DIR, CLUSTER_SG_TAG, RuntimeRefs, runtime_values
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TWO_RUNTIMES_CONFIG
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, flat
 
 pytestmark = pytest.mark.infra
 
@@ -252,19 +252,19 @@ def test_workload_policy_is_least_privilege(synth: Synth) -> None:
         assert len(outputs) == 2 and all(any(i in o for i in lane_ids) for o in outputs)
 
         writes = next(s for s in statements if "s3:PutObject" in _actions(s))
-        assert _flat(writes["Resource"]).endswith(
-            f"{_flat(synth.compute.resolve(synth.names.outputs_bucket))}/tenants/*"
+        assert flat(writes["Resource"]).endswith(
+            f"{flat(synth.compute.resolve(synth.names.outputs_bucket))}/tenants/*"
         )
         lists = [s for s in statements if _actions(s) == ["s3:ListBucket"]]
-        outputs_list = next(s for s in lists if "outputs" in _flat(s["Resource"]))
+        outputs_list = next(s for s in lists if "outputs" in flat(s["Resource"]))
         assert outputs_list["Condition"] == {"StringLike": {"s3:prefix": ["tenants/*"]}}
         reads = [s for s in statements if _actions(s) == ["s3:GetObject"]]
-        assert [_flat(s["Resource"]).split(":s3:::")[1] for s in reads] == [
-            f"{_flat(synth.compute.resolve(synth.names.models_bucket))}/*"
+        assert [flat(s["Resource"]).split(":s3:::")[1] for s in reads] == [
+            f"{flat(synth.compute.resolve(synth.names.models_bucket))}/*"
         ]
 
         table = next(s for s in statements if "dynamodb:UpdateItem" in _actions(s))
-        assert _flat(table["Resource"]).endswith(f":table/{synth.names.tasks_table}")
+        assert flat(table["Resource"]).endswith(f":table/{synth.names.tasks_table}")
 
         publish = next(s for s in statements if _actions(s) == ["sns:Publish"])
         assert "ResultsTopic" in publish["Resource"]["Fn::GetStackOutput"]["OutputName"]
@@ -302,13 +302,3 @@ def test_workload_role_trusts_pod_identity_and_the_keda_operator_only(synth: Syn
     workload_roles = {k for k in roles if k.startswith("Workloads")}
     assert {r["Fn::GetAtt"][0] for r in assumable} == workload_roles
     assert len(workload_roles) == len(synth.config.runtimes)
-
-
-def _flat(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        return "".join(_flat(v) for v in value["Fn::Join"][1])
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    return json.dumps(value)
