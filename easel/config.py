@@ -111,8 +111,10 @@ class Image(_Section):
 
 
 class Images(_Section):
-    runtime: Image = Image(repository="public.ecr.aws/easel/runtime", tag="0.1.0")
-    agent: Image = Image(repository="public.ecr.aws/easel/queue-agent", tag="0.1.0")
+    """Prebuilt images to run instead of building them: both are required when ``images`` is set."""
+
+    runtime: Image
+    agent: Image
 
 
 class RuntimeSpec(_Section):
@@ -129,7 +131,9 @@ class RuntimeSpec(_Section):
     scaling: Scaling = Scaling()
     task_timeout_seconds: Annotated[int, Field(ge=30, le=12 * 3600)] = 900
     max_receive_count: Annotated[int, Field(ge=1, le=100)] = 3
-    images: Images = Images()
+    # Unset (the default): `cdk deploy` builds runtime_image/ and queue_agent/ (CDK Docker image assets) and
+    # pushes them to the bootstrap ECR repository. Set: run these prebuilt images instead (no Docker needed).
+    images: Images | None = None
     # What one GPU-hour of this pool costs you (blended spot/on-demand estimate); used by `easel costs`.
     gpu_hour_usd: Annotated[float, Field(ge=0)] = 1.0
 
@@ -152,22 +156,35 @@ class Network(_Section):
     interface_endpoints: bool = False
 
 
+class Adopt(_Section):
+    """Resources kept by an earlier ``cdk destroy`` (they are retained) to use again instead of creating new
+    ones; give their physical names (the ``ModelsBucketName``/``OutputsBucketName``/``TasksTableName``
+    outputs of that deployment)."""
+
+    models_bucket: Annotated[str | None, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = None
+    outputs_bucket: Annotated[str | None, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = None
+
+
 class Storage(_Section):
     outputs_expire_days: Annotated[int, Field(ge=1)] = 30
     access_logs: bool = True
+    adopt: Adopt = Adopt()
 
 
 class Cluster(_Section):
-    kubernetes_version: str = "1.33"
+    # Moved together (infra/versions.py holds the compatibility tables; a test checks the set).
+    kubernetes_version: str = "1.36"
     system_instance_types: Annotated[list[str], Field(min_length=1)] = ["m7i.large"]
     system_nodes: Annotated[int, Field(ge=1, le=10)] = 2
-    keda_chart_version: str = "2.17.2"
-    karpenter_chart_version: str = "1.5.0"
+    keda_chart_version: str = "2.21.0"
+    karpenter_chart_version: str = "1.15.0"
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "easel"
 
 
 class Monitoring(_Section):
     oldest_message_alarm_seconds: Annotated[int, Field(ge=60)] = 900
+    # Cost guard: a pool whose pods stay not Ready this long is paused at zero replicas and alarmed.
+    pool_not_ready_seconds: Annotated[int, Field(ge=600, le=86_400)] = 2700
     alarm_email: str | None = None
 
 

@@ -8,6 +8,7 @@ from easel.cli import (
     bench_cmds,
     client_cmds,
     costs_cmds,
+    deploy_cmds,
     local_cmds,
     models_cmds,
     runtime_cmds,
@@ -24,6 +25,7 @@ app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
 app.add_typer(bench_cmds.app, name="bench", help="Benchmarks (results go to docs/benchmarks.md).")
 app.add_typer(webhooks_cmds.app, name="webhooks", help="Webhook signing secrets for tenants.")
+app.add_typer(deploy_cmds.app, name="deploy", help="Check a deployed service (after cdk deploy).")
 
 
 def main() -> None:

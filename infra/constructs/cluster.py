@@ -11,7 +11,8 @@
 - **Mountpoint for Amazon S3 CSI driver** and **CloudWatch observability** add-ons, each with a Pod Identity
   role. The stack scopes the CSI role to the models bucket (read-only).
 
-Chart versions are pinned in config (``cluster.keda_chart_version``, ``cluster.karpenter_chart_version``).
+Chart versions are pinned in config (``cluster.keda_chart_version``, ``cluster.karpenter_chart_version``);
+``infra/versions.py`` holds the compatibility tables that tie them to ``cluster.kubernetes_version``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
 from easel.config import Cluster as ClusterConfig
 from easel.naming import Names
 from infra.constructs.compliance import acknowledge, nag_resource
+from infra.versions import KUBECTL_LAYERS
 
+# The kubectl/helm layer of the cluster's Kubernetes minor (infra/versions.py KUBECTL_LAYERS).
+KubectlLayer = KubectlV36Layer
 KARPENTER_REPOSITORY = "oci://public.ecr.aws/karpenter/karpenter"
 KARPENTER_NAMESPACE = "kube-system"
 KARPENTER_SERVICE_ACCOUNT = "karpenter"
@@ -58,7 +62,7 @@ INTERRUPTION_EVENTS: tuple[tuple[str, str, str], ...] = (
 
 
 def kubernetes_version(version: str) -> eks.KubernetesVersion:
-    """The enum member for ``1.33`` (``V1_33``) if this aws-cdk-lib has it, else ``KubernetesVersion.of``."""
+    """The enum member for ``1.36`` (``V1_36``) if this aws-cdk-lib has it, else ``KubernetesVersion.of``."""
     member = getattr(eks.KubernetesVersion, "V" + version.replace(".", "_"), None)
     return member if isinstance(member, eks.KubernetesVersion) else eks.KubernetesVersion.of(version)
 
@@ -117,7 +121,7 @@ class Cluster(Construct):
             ],
             secrets_encryption_key=self.secrets_key,
             kubectl_provider_options=eks.KubectlProviderOptions(
-                kubectl_layer=KubectlV33Layer(self, "KubectlLayer")
+                kubectl_layer=_kubectl_layer(self, config.kubernetes_version)
             ),
             output_config_command=False,
         )
@@ -260,7 +264,13 @@ class Cluster(Construct):
                 "nodeSelector": {"easel.io/pool": "system"},
             },
         )
-        for dependency in (self.system_nodegroup, self.karpenter_pod_identity, self.karpenter_policy):
+        # The controller's credentials come from the Pod Identity agent: started before it, it has none.
+        for dependency in (
+            self.system_nodegroup,
+            self.karpenter_pod_identity,
+            self.karpenter_policy,
+            self.pod_identity_agent,
+        ):
             self.karpenter_chart.node.add_dependency(dependency)
 
     # -- KEDA -----------------------------------------------------------------------------------------------
@@ -297,7 +307,7 @@ class Cluster(Construct):
                 "nodeSelector": {"easel.io/pool": "system"},
             },
         )
-        for dependency in (self.system_nodegroup, self.keda_pod_identity):
+        for dependency in (self.system_nodegroup, self.keda_pod_identity, self.pod_identity_agent):
             self.keda_chart.node.add_dependency(dependency)
 
     # -- add-ons --------------------------------------------------------------------------------------------
@@ -598,6 +608,15 @@ def karpenter_controller_statements(
             resources=[f"arn:{partition}:eks:{region}:{account}:cluster/{cluster_name}"],
         ),
     ]
+
+
+def _kubectl_layer(scope: Construct, version: str) -> lambda_.ILayerVersion:
+    if KUBECTL_LAYERS.get(version) != KubectlLayer.__module__:
+        raise ValueError(
+            f"cluster.kubernetes_version: {version} needs its kubectl layer package "
+            f"(this app ships {KubectlLayer.__module__}; see infra/versions.py)"
+        )
+    return KubectlLayer(scope, "KubectlLayer")
 
 
 def _managed(policy: str) -> str:

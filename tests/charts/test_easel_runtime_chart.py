@@ -38,7 +38,7 @@ from tests.charts.chart_helpers import (
 pytestmark = pytest.mark.charts
 
 Render = Callable[[str], list[dict[str, Any]]]
-K8S_VERSION = "1.33"  # config.Cluster.kubernetes_version; kubernetes-validate ships its schemas
+K8S_VERSION = "1.36"  # config.Cluster.kubernetes_version; kubernetes-validate ships its schemas
 CRD_API_GROUPS = ("keda.sh/", "karpenter.sh/", "karpenter.k8s.aws/")
 # docs/development.md marks it "set only in local mode": the chart (EKS only) never sets it.
 LOCAL_ONLY_ENV = {"AWS_ENDPOINT_URL"}
@@ -112,6 +112,13 @@ def test_renders_the_kinds_the_values_ask_for(render: Render, value_set: str) ->
         expected += ["NodePool", "EC2NodeClass"]
     if values["modelsVolume"]["enabled"]:
         expected += ["PersistentVolume", "PersistentVolumeClaim"]
+    drain = values["drain"]["enabled"] and values["nodePool"]["enabled"]
+    if values["costGuard"]["enabled"] or drain:
+        expected += ["ServiceAccount", "Role", "RoleBinding"]
+    if values["costGuard"]["enabled"]:
+        expected.append("CronJob")
+    if drain:
+        expected += ["Job", "ClusterRole", "ClusterRoleBinding"]
     assert kinds == sorted(expected)
 
 
@@ -214,22 +221,28 @@ def test_scaledobject_scales_on_both_lanes_counting_in_flight(render: Render, va
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_keda_reads_the_queues_as_the_workload(render: Render, value_set: str) -> None:
+    """KEDA's aws provider: ``roleArn`` (the operator assumes the workload role with its own Pod Identity
+    credentials) or ``identityOwner`` (keda, or workload = IRSA); never both (KEDA refuses that)."""
     values, docs = effective_values(value_set), render(value_set)
     pod_identity = one(docs, "TriggerAuthentication")["spec"]["podIdentity"]
-    assert pod_identity == {"provider": "aws", "identityOwner": values["scaling"]["identityOwner"]}
+    if values["scaling"]["roleArn"]:
+        assert pod_identity == {"provider": "aws", "roleArn": values["scaling"]["roleArn"]}
+    else:
+        assert pod_identity == {"provider": "aws", "identityOwner": values["scaling"]["identityOwner"]}
     deployment = one(docs, "Deployment")
     spec = deployment["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == (values["serviceAccount"]["name"] or release_of(docs))
-    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    # The webhook must inject credentials into every container (it skips the ones listed here).
+    assert "eks.amazonaws.com/skip-containers" not in annotations
     if values["serviceAccount"]["create"]:
-        sa = one(docs, "ServiceAccount")
-        assert sa["metadata"]["name"] == spec["serviceAccountName"]
-        if values["scaling"]["identityOwner"] == "workload":
-            role = values["serviceAccount"]["roleArn"]
-            assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
-            # The IRSA webhook must not swap the Pod Identity credentials of either container.
-            skipped = set(annotations["eks.amazonaws.com/skip-containers"].split(","))
-            assert skipped == {c["name"] for c in spec["containers"]}
+        sa = next(
+            d
+            for d in docs
+            if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == spec["serviceAccountName"]
+        )
+        irsa = (sa["metadata"].get("annotations") or {}).get("eks.amazonaws.com/role-arn")
+        assert irsa == (values["serviceAccount"]["roleArn"] or None)
 
 
 def release_of(docs: list[dict[str, Any]]) -> str:
@@ -571,7 +584,12 @@ TEMPLATE_CHECKS = [
         "runtime.models.1.name",
         id="duplicate-model",
     ),
-    pytest.param(["--set", "serviceAccount.roleArn="], "serviceAccount.roleArn", id="workload-without-role"),
+    pytest.param(
+        ["--set", "scaling.roleArn=,scaling.identityOwner=workload,serviceAccount.roleArn="],
+        "serviceAccount.roleArn",
+        id="workload-without-role",
+    ),
+    pytest.param(["--set", "scaling.identityOwner=workload"], "scaling.roleArn", id="role-and-workload"),
     pytest.param(
         ["--set", "agent.shutdownGraceSeconds=901"], "agent.shutdownGraceSeconds", id="agent-grace>timeout"
     ),

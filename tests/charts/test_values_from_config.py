@@ -40,6 +40,17 @@ def values_from_config(
     def image(img: Any) -> dict[str, str]:
         return {"repository": img.repository, "tag": img.tag, "digest": img.digest or ""}
 
+    def built(kind: str) -> dict[str, str]:
+        # Without images in config, the CDK app's Docker image assets (bootstrap ECR repository, hash tag).
+        repo = f"{names.account}.dkr.ecr.{names.region}.amazonaws.com/cdk-hnb659fds-container-assets"
+        return {"repository": repo, "tag": f"{kind}0123abcd", "digest": ""}
+
+    images = (
+        {"runtime": image(rt.images.runtime), "agent": image(rt.images.agent)}
+        if rt.images is not None
+        else {"runtime": built("runtime"), "agent": built("agent")}
+    )
+
     return {
         "runtime": {
             "name": rt.name,
@@ -51,7 +62,7 @@ def values_from_config(
             "maxReceiveCount": rt.max_receive_count,
             "gpus": rt.gpus,
         },
-        "images": {"runtime": image(rt.images.runtime), "agent": image(rt.images.agent)},
+        "images": images,
         "aws": {"region": names.region},
         "queues": {"high": {"url": queue_url(Lane.HIGH)}, "normal": {"url": queue_url(Lane.NORMAL)}},
         "tasks": {
@@ -63,7 +74,8 @@ def values_from_config(
             "maxInputPixels": config.inputs.max_pixels,
         },
         "modelsVolume": {"bucketName": names.models_bucket},
-        "serviceAccount": {"name": names.service_account(rt.name), "roleArn": workload_role_arn},
+        # EKS Pod Identity: no IRSA annotation; KEDA assumes the workload role itself.
+        "serviceAccount": {"name": names.service_account(rt.name), "roleArn": ""},
         "scaling": {
             "minReplicas": rt.scaling.min_replicas,
             "maxReplicas": rt.scaling.max_replicas,
@@ -71,6 +83,8 @@ def values_from_config(
             "activationQueueLength": rt.scaling.activation_queue_length,
             "pollingInterval": rt.scaling.polling_seconds,
             "cooldownPeriod": rt.scaling.cooldown_seconds,
+            "roleArn": workload_role_arn,
+            "identityOwner": "keda",
         },
         "nodePool": {
             "instanceTypes": list(rt.instance_types),
@@ -135,7 +149,8 @@ def test_values_from_config_render(helm: str, tmp_path: Path, release: str, valu
     deployment = one(docs, "Deployment")
     assert deployment["metadata"]["name"] == release
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == values["serviceAccount"]["name"]
-    assert one(docs, "ServiceAccount")["metadata"]["name"] == values["serviceAccount"]["name"]
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    assert values["serviceAccount"]["name"] in accounts
     urls = {t["name"]: t["metadata"]["queueURL"] for t in one(docs, "ScaledObject")["spec"]["triggers"]}
     assert urls == {lane: values["queues"][lane]["url"] for lane in ("high", "normal")}
     # The list replaced the chart's default model instead of merging with it.

@@ -26,7 +26,11 @@ from easel.naming import Names
 from infra.app import build_app
 from infra.stacks.compute import ComputeStack
 from infra.stacks.core import CoreStack
+from tests.charts.chart_helpers import crd_validators, helm
 from tests.conftest import EXAMPLE_CONFIG, TWO_RUNTIMES_CONFIG
+
+# The chart fixtures, for the deployment audit (it renders the releases the CDK app defines).
+__all__ = ["crd_validators", "helm"]
 
 
 @dataclass
@@ -128,4 +132,6 @@ def flat(value: Any) -> str:
         return "".join(flat(v) for v in value["Fn::Join"][1])
     if "Ref" in value:
         return f"<{value['Ref']}>"
+    if "Fn::ImportValue" in value:
+        return f"<import:{value['Fn::ImportValue']}>"
     return json.dumps(value)

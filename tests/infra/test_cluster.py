@@ -110,8 +110,15 @@ def test_pod_identity_agent_and_associations(synth: Synth) -> None:
         (p["Properties"]["Namespace"], p["Properties"]["ServiceAccount"])
         for p in synth.resources(synth.compute, "AWS::EKS::PodIdentityAssociation").values()
     }
+    namespace = synth.config.cluster.namespace
     expected = {("kube-system", "karpenter"), ("keda", "keda-operator")} | {
-        (synth.config.cluster.namespace, synth.names.service_account(r.name)) for r in synth.config.runtimes
+        pair
+        for r in synth.config.runtimes
+        # The workload, and the release's cost guard (its ops service account).
+        for pair in (
+            (namespace, synth.names.service_account(r.name)),
+            (namespace, f"{synth.names.release(r.name)}-ops"),
+        )
     }
     assert associations == expected
 
@@ -190,7 +197,7 @@ def test_s3_csi_driver_role_reads_only_the_models_bucket(synth: Synth) -> None:
         if v["Properties"]["Roles"] == [{"Ref": csi_role}]
     )
     resources = {s["Action"]: flat(s["Resource"]).split(":s3:::")[1] for s in policy}
-    models = flat(synth.compute.resolve(synth.names.models_bucket))
+    models = f"<import:{synth.config.stack_name}-models-bucket>"
     assert resources == {"s3:ListBucket": models, "s3:GetObject": f"{models}/*"}
 
 

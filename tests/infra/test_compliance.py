@@ -141,12 +141,8 @@ def test_synth_with_an_explicit_account_needs_no_lookups(tmp_path: Path) -> None
     build_app(config, outdir=tmp_path, nag=True).synth()
     assert not missing_context(tmp_path)
     template = json.loads((tmp_path / "easel.template.json").read_text())
-    buckets = [
-        r["Properties"].get("BucketName")
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::S3::Bucket"
-    ]
-    assert "easel-models-123456789012-us-west-2" in buckets
+    # The explicit account reaches the templates (ARNs), no lookup needed.
+    assert "123456789012" in json.dumps(template)
 
 
 def test_python_m_infra_app_writes_the_cloud_assembly(tmp_path: Path) -> None:

@@ -11,12 +11,9 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from easel.config import Storage as StorageConfig
-from easel.config import load_config
-from easel.naming import Names
 from easel.store import GSI_BY_STATUS, GSI_BY_TENANT, PARTITION_KEY, SORT_ATTR, TTL_ATTR
 from infra.app import cdk_json_context
 from infra.constructs.storage import Storage
-from tests.conftest import EXAMPLE_CONFIG
 from tests.infra.conftest import Synth
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
@@ -36,7 +33,8 @@ def test_table_layout_matches_easel_store(synth: Synth) -> None:
     synth.core_template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
-            "TableName": synth.names.tasks_table,
+            # Retained: a generated name, so a redeploy after `cdk destroy` does not collide with it.
+            "TableName": Match.absent(),
             "BillingMode": "PAY_PER_REQUEST",
             "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
             "GlobalSecondaryIndexes": Match.array_equals(
@@ -81,13 +79,12 @@ def test_every_bucket_policy_denies_plain_http(synth: Synth) -> None:
 
 
 def test_models_bucket_is_versioned_and_outputs_expire(synth: Synth) -> None:
-    by_name = {
-        str(b["Properties"].get("BucketName")): b["Properties"]
-        for b in synth.resources(synth.core, "AWS::S3::Bucket").values()
-    }
-    models = by_name[str(synth.resolve(synth.names.models_bucket))]
-    outputs = by_name[str(synth.resolve(synth.names.outputs_bucket))]
-    access_logs = by_name["None"]
+    by_id = {k: b["Properties"] for k, b in synth.resources(synth.core, "AWS::S3::Bucket").items()}
+    # Retained buckets carry generated names (docs/deploy.md, "Teardown").
+    assert not any("BucketName" in b for b in by_id.values())
+    models = next(b for k, b in by_id.items() if k.startswith("StorageModels"))
+    outputs = next(b for k, b in by_id.items() if k.startswith("StorageOutputs"))
+    access_logs = next(b for k, b in by_id.items() if k.startswith("StorageAccessLogs"))
     assert models["VersioningConfiguration"] == {"Status": "Enabled"}
     rule = outputs["LifecycleConfiguration"]["Rules"][0]
     assert rule["ExpirationInDays"] == synth.config.storage.outputs_expire_days
@@ -102,8 +99,7 @@ def test_storage_alone_passes_cdk_nag(access_logs: bool, tmp_path: Path) -> None
     """Both settings of storage.access_logs: with logs off, S1 is acknowledged (with a reason)."""
     app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())  # the app's feature flags
     stack = cdk.Stack(app, "StorageOnly")
-    config = load_config(EXAMPLE_CONFIG)
-    Storage(stack, "Storage", names=Names.of(config), config=StorageConfig(access_logs=access_logs))
+    Storage(stack, "Storage", config=StorageConfig(access_logs=access_logs))
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     assert json.loads((tmp_path / "validation-report.json").read_text())["pluginReports"] == []

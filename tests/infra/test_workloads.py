@@ -14,7 +14,7 @@ import yaml
 
 from easel.config import EaselConfig, RuntimeSpec, load_config
 from easel.naming import Names
-from infra.constructs.workloads import CHART_DIR, CLUSTER_SG_TAG, RuntimeRefs, runtime_values
+from infra.constructs.workloads import CHART_DIR, CLUSTER_SG_TAG, ImageRef, RuntimeRefs, runtime_values
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TWO_RUNTIMES_CONFIG
 from tests.infra.conftest import Synth, flat
 
@@ -45,7 +45,16 @@ def _refs(names: Names, runtime: str, token: bool = False) -> RuntimeRefs:
 def _values(config: EaselConfig, runtime: RuntimeSpec, token: bool = False) -> dict[str, Any]:
     names = Names.of(config, account="123456789012", region="us-west-2")
     role = TOKEN if token else f"arn:aws:iam::123456789012:role/{names.release(runtime.name)}-workload"
-    return runtime_values(config, runtime, _refs(names, runtime.name, token), names, role_arn=role)
+    built = {
+        kind: ImageRef(
+            repository=TOKEN if token else "123456789012.dkr.ecr.us-west-2.amazonaws.com/cdk-assets",
+            tag=f"{kind}1a2b",
+        )
+        for kind in ("runtime", "agent")
+    }
+    return runtime_values(
+        config, runtime, _refs(names, runtime.name, token), names, role_arn=role, built_images=built
+    )
 
 
 def _coalesce(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +110,10 @@ def test_values_follow_the_config(chart_defaults: dict[str, Any]) -> None:
     assert dynamic["nodePool"]["instanceTypes"] == ["g6e.xlarge"]
     assert dynamic["serviceAccount"]["name"] == "easel2-community"
     assert dynamic["fullnameOverride"] == "easel2-community"
-    assert dynamic["scaling"]["identityOwner"] == "workload"
+    # KEDA's operator assumes the workload role itself; no IRSA annotation on the service account.
+    assert dynamic["scaling"]["identityOwner"] == "keda"
+    assert dynamic["scaling"]["roleArn"].endswith("easel2-community-workload")
+    assert dynamic["serviceAccount"]["roleArn"] == ""
     assert dynamic["nodePool"]["securityGroupSelectorTags"] == {CLUSTER_SG_TAG: "easel2"}
     assert dynamic["nodePool"]["subnetSelectorTags"] == {"karpenter.sh/discovery": "easel2"}
     # Never None: helm reads a null value as "delete this key".
@@ -136,7 +148,9 @@ def test_values_render_with_helm(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(proc.stdout) if d}
     sa = docs[("ServiceAccount", "easel2-community")]
-    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("easel2-community-workload")
+    assert "eks.amazonaws.com/role-arn" not in (sa["metadata"].get("annotations") or {})
+    auth = docs[("TriggerAuthentication", "easel2-community")]["spec"]["podIdentity"]
+    assert auth["roleArn"].endswith("easel2-community-workload")
     node_class = next(d for (kind, _), d in docs.items() if kind == "EC2NodeClass")
     assert {"tags": {CLUSTER_SG_TAG: "easel2"}} in node_class["spec"]["securityGroupSelectorTerms"]
 
@@ -172,8 +186,11 @@ def test_one_release_of_the_chart_asset_per_runtime(synth: Synth) -> None:
         assert "Chart" not in release and "Repository" not in release
         values = _rendered_values(release)
         expected = _values(synth.config, runtime)
-        for section in ("runtime", "scaling"):
-            assert values[section] == expected[section]
+        assert values["runtime"] == expected["runtime"]
+        # The role KEDA assumes is the release's workload role (a token in the template).
+        assert {k: v for k, v in values["scaling"].items() if k != "roleArn"} == {
+            k: v for k, v in expected["scaling"].items() if k != "roleArn"
+        }
         assert values["nodePool"]["instanceTypes"] == list(runtime.instance_types)
         assert values["serviceAccount"]["name"] == synth.names.service_account(runtime.name)
 
@@ -252,19 +269,20 @@ def test_workload_policy_is_least_privilege(synth: Synth) -> None:
         assert len(outputs) == 2 and all(any(i in o for i in lane_ids) for o in outputs)
 
         writes = next(s for s in statements if "s3:PutObject" in _actions(s))
+        # The retained outputs bucket has a generated name, imported from the core stack's export.
         assert flat(writes["Resource"]).endswith(
-            f"{flat(synth.compute.resolve(synth.names.outputs_bucket))}/tenants/*"
+            f"<import:{synth.config.stack_name}-outputs-bucket>/tenants/*"
         )
         lists = [s for s in statements if _actions(s) == ["s3:ListBucket"]]
         outputs_list = next(s for s in lists if "outputs" in flat(s["Resource"]))
         assert outputs_list["Condition"] == {"StringLike": {"s3:prefix": ["tenants/*"]}}
         reads = [s for s in statements if _actions(s) == ["s3:GetObject"]]
         assert [flat(s["Resource"]).split(":s3:::")[1] for s in reads] == [
-            f"{flat(synth.compute.resolve(synth.names.models_bucket))}/*"
+            f"<import:{synth.config.stack_name}-models-bucket>/*"
         ]
 
         table = next(s for s in statements if "dynamodb:UpdateItem" in _actions(s))
-        assert flat(table["Resource"]).endswith(f":table/{synth.names.tasks_table}")
+        assert flat(table["Resource"]).endswith(f":table/<import:{synth.config.stack_name}-tasks-table>")
 
         publish = next(s for s in statements if _actions(s) == ["sns:Publish"])
         assert "ResultsTopic" in publish["Resource"]["Fn::GetStackOutput"]["OutputName"]
@@ -299,6 +317,6 @@ def test_workload_role_trusts_pod_identity_and_the_keda_operator_only(synth: Syn
         for s in keda_statements
         for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
     ]
-    workload_roles = {k for k in roles if k.startswith("Workloads")}
+    workload_roles = {k for k in roles if k.startswith("Workloads") and "OpsRole" not in k}
     assert {r["Fn::GetAtt"][0] for r in assumable} == workload_roles
     assert len(workload_roles) == len(synth.config.runtimes)

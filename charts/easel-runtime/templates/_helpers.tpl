@@ -52,6 +52,13 @@ easel-runtime.serviceAccountName: the pod's service account (the EKS Pod Identit
 {{- end -}}
 
 {{/*
+easel-runtime.opsServiceAccountName: the service account of the cost guard and the drain hook.
+*/}}
+{{- define "easel-runtime.opsServiceAccountName" -}}
+{{- default (printf "%s-ops" (include "easel-runtime.fullname" .)) .Values.ops.serviceAccountName -}}
+{{- end -}}
+
+{{/*
 easel-runtime.image: an image reference from one `images.*` entry (pass the entry, not the root):
 `repository:tag`, or `repository:tag@digest` when a digest is set (the digest then decides what is pulled).
 */}}
@@ -196,7 +203,53 @@ Included once, from the Deployment.
 {{- end -}}
 {{- $_ := set $seen $m.name true -}}
 {{- end -}}
+{{- if and .Values.scaling.roleArn (eq .Values.scaling.identityOwner "workload") -}}
+{{- fail "scaling.roleArn: KEDA takes either a roleArn or identityOwner workload, not both; set scaling.identityOwner to keda" -}}
+{{- end -}}
 {{- if and (eq .Values.scaling.identityOwner "workload") .Values.serviceAccount.create (not .Values.serviceAccount.roleArn) -}}
 {{- fail "serviceAccount.roleArn: required when scaling.identityOwner is workload (KEDA assumes that role)" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.opsPodSpec: the pod-level fields shared by the cost guard and the drain hook (the ops service
+account with its token mounted: both call the Kubernetes API), as YAML.
+*/}}
+{{- define "easel-runtime.opsPodSpec" -}}
+serviceAccountName: {{ include "easel-runtime.opsServiceAccountName" . }}
+automountServiceAccountToken: true
+restartPolicy: Never
+enableServiceLinks: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.ops.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+easel-runtime.opsContainer: the container-level fields shared by the cost guard and the drain hook, as YAML.
+*/}}
+{{- define "easel-runtime.opsContainer" -}}
+resources:
+  requests:
+    cpu: 50m
+    memory: 128Mi
+  limits:
+    memory: 256Mi
+securityContext:
+  allowPrivilegeEscalation: false
+  privileged: false
+  runAsNonRoot: true
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop:
+      - ALL
 {{- end -}}
