@@ -137,6 +137,15 @@ class RuntimeSpec(_Section):
     # What one GPU-hour of this pool costs you (blended spot/on-demand estimate); used by `easel costs`.
     gpu_hour_usd: Annotated[float, Field(ge=0)] = 1.0
 
+    @model_validator(mode="after")
+    def _images_for_kind(self) -> RuntimeSpec:
+        # The repository builds only the Easel (diffusers) runtime; a stock WebUI comes from its own image.
+        if self.kind == "sdwebui" and self.images is None:
+            raise ValueError(
+                "images: a sdwebui runtime runs a stock WebUI image; set images.runtime and images.agent"
+            )
+        return self
+
     @property
     def visibility_timeout_seconds(self) -> int:
         # The agent's heartbeat extends visibility while a task runs; this is the window after a crash.
