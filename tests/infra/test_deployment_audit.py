@@ -164,13 +164,9 @@ def test_blocker_2_models_volume_authenticates_with_an_identity_that_exists(
                 else:
                     role = addon_roles.get("s3-csi-driver-sa")
                     assert role is not None, f"{where}: the CSI add-on has no Pod Identity association"
-                assert deployment.allows(role, "s3:ListBucket", _canon_bucket_arn(bucket_arn)), (
+                assert deployment.allows(role, "s3:ListBucket", bucket_arn), (
                     f"{where}: {role} cannot list {attrs['bucketName']}"
                 )
-
-
-def _canon_bucket_arn(arn: str) -> str:
-    return arn
 
 
 # -- 3. cost -----------------------------------------------------------------------------------------------------
