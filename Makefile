@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 HELM := $(TOOLS)/helm
 KUBECTL := $(TOOLS)/kubectl
-EXTRAS := lambdas,agent,runtime,local,infra,dev
+EXTRAS := lambdas,agent,runtime,local,infra,plan,dev
 # The CPU wheel of torch lies in /opt/wheels on our machines; elsewhere pip resolves it from PyPI.
 WHEELS := $(wildcard /opt/wheels)
 PIP_FIND := $(if $(WHEELS),--find-links $(WHEELS),)

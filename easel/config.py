@@ -197,6 +197,53 @@ class Monitoring(_Section):
     alarm_email: str | None = None
 
 
+class InstanceFacts(_Section):
+    """What one GPU instance type costs and how it behaves, for ``easel plan`` (never fetched at run time)."""
+
+    on_demand_hour_usd: Annotated[float, Field(ge=0)]
+    spot_hour_usd: Annotated[float, Field(ge=0)]
+    gpus: Annotated[int, Field(ge=1, le=8)] = 1
+    # From Karpenter's launch request to the node being Ready (EC2 boot, GPU AMI, kubelet, device plugin).
+    launch_seconds: Annotated[float, Field(ge=0)] = 120.0
+    # Mean spot interruptions per node-hour: the Spot Instance Advisor's monthly "frequency of
+    # interruption" / 730 hours.
+    spot_interruptions_per_hour: Annotated[float, Field(ge=0)] = 0.05 / 730
+
+
+# Defaults of the table below, us-west-2, Linux. Sources and dates (edit them for your region and date):
+# - on_demand_hour_usd: the AWS EC2 On-Demand price list for us-west-2 as of 2025 (g5: $1.006 xlarge, $1.212
+#   2xlarge; g6: $0.8048 xlarge, $0.9776 2xlarge; g4dn.xlarge $0.526).
+# - spot_hour_usd: g5.2xlarge/g6.2xlarge $0.53, the average Spot price across us-west-2 AZs of March 2026
+#   published by the AWS guidance for asynchronous inference with Stable Diffusion (README "Cost"); the
+#   xlarge sizes and g4dn are estimates at the same discount to on-demand (0.53 / 1.212 = 0.44x).
+# - launch_seconds: 120, "new Amazon EKS nodes within 2 minutes" (same guidance, Karpenter + Bottlerocket).
+# - spot_interruptions_per_hour: the Spot Instance Advisor's lowest bucket (< 5 % a month), read as
+#   5 % / 730 h.
+DEFAULT_INSTANCES: dict[str, InstanceFacts] = {
+    "g5.xlarge": InstanceFacts(on_demand_hour_usd=1.006, spot_hour_usd=0.44),
+    "g5.2xlarge": InstanceFacts(on_demand_hour_usd=1.212, spot_hour_usd=0.53),
+    "g6.xlarge": InstanceFacts(on_demand_hour_usd=0.8048, spot_hour_usd=0.35),
+    "g6.2xlarge": InstanceFacts(on_demand_hour_usd=0.9776, spot_hour_usd=0.53),
+    "g4dn.xlarge": InstanceFacts(on_demand_hour_usd=0.526, spot_hour_usd=0.23),
+}
+
+
+class Pricing(_Section):
+    """Prices, launch times and interruption rates per instance type, read by ``easel plan`` only.
+
+    A documented, editable table: nothing here is fetched at run time. ``source``/``as_of`` travel with the
+    plan's output so a reader knows which prices a figure used.
+    """
+
+    source: str = (
+        "AWS EC2 On-Demand price list (us-west-2, 2025); Spot: AWS SD async guidance README (2026-03)"
+    )
+    as_of: str = "2026-03"
+    instances: dict[str, InstanceFacts] = DEFAULT_INSTANCES
+    # Notice a spot interruption gives before the node goes (EC2 two-minute warning).
+    spot_notice_seconds: Annotated[float, Field(ge=0)] = 120.0
+
+
 class Env(_Section):
     account: Annotated[str | None, Field(pattern=r"^\d{12}$")] = None
     region: str | None = None
@@ -214,6 +261,7 @@ class EaselConfig(_Section):
     storage: Storage = Storage()
     cluster: Cluster = Cluster()
     monitoring: Monitoring = Monitoring()
+    pricing: Pricing = Pricing()
 
     @model_validator(mode="after")
     def _references(self) -> EaselConfig:

@@ -11,6 +11,7 @@ from easel.cli import (
     deploy_cmds,
     local_cmds,
     models_cmds,
+    plan_cmds,
     runtime_cmds,
     schema_cmds,
     webhooks_cmds,
@@ -20,6 +21,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Easel: Stabl
 client_cmds.register(app)  # submit, status, cancel, tasks
 schema_cmds.register(app)  # schema
 costs_cmds.register(app)  # costs
+plan_cmds.register(app)  # plan (simpy/matplotlib imported inside, from the `plan` extra)
 app.add_typer(models_cmds.app, name="models", help="List the models (API) or make a tiny local model.")
 app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
