@@ -1,4 +1,4 @@
-"""``easel bench agent|runtime|api``: each prints a rich table and, with ``--json FILE``, writes the numbers.
+"""``easel bench agent|runtime|api|plan``: each prints rich tables; ``--json FILE`` writes the numbers.
 
 Every result is a ratio against a baseline (or a physical limit) measured in the same run: the machines
 these run on are shared and noisy. What each number means: docs/benchmarks.md.
@@ -84,3 +84,31 @@ def runtime(
 
     result = bench_runtime(models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15)
     emit(tables(result), result.to_json(), json_path, console)
+
+
+@app.command("plan")
+def plan_validation(
+    hold_ms: float = typer.Option(3000.0, "--hold-ms", help="the synthetic runtime's time per task"),
+    duration: float = typer.Option(90.0, "--duration", help="seconds of arrivals"),
+    rate: float = typer.Option(0.4, "--rate", help="Poisson arrivals per second"),
+    burst: int = typer.Option(8, "--burst", help="tasks submitted at once at the start and at mid-run"),
+    max_replicas: int = typer.Option(3, "--max-replicas", min=1, max=6, help="most agents the scaler starts"),
+    workdir: Path | None = typer.Option(None, "--workdir", help="keep agent logs here"),
+    json_path: Path | None = JSON_OPT,
+) -> None:
+    """`easel plan`'s prediction vs the real local pipeline (moto, agents, a KEDA-rule scaler)."""
+    from easel.bench.plan_validation import tables, validate
+    from easel.bench.report import emit
+
+    v = validate(
+        hold_s=hold_ms / 1000,
+        duration_s=duration,
+        rate=rate,
+        burst=burst,
+        max_replicas=max_replicas,
+        workdir=workdir,
+    )
+    emit(tables(v), v.to_json(), json_path, console)
+    if v.error:
+        console.print(f"[red]{v.error}[/red]")
+        raise typer.Exit(1)

@@ -66,7 +66,7 @@ def _single(plan: Any, *, out: Path, plots: bool, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**summary.to_json(), "plots": [str(p) for p in paths]}, indent=2))
         return
-    console = Console()
+    console = Console(width=max(Console().width, 100))
     console.print(_summary_table(summary))
     for p in paths:
         console.print(f"plot: {p}")
