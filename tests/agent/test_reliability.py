@@ -52,7 +52,8 @@ def test_normal_lane_untouched_while_high_lane_has_messages(stack: Stack) -> Non
             time.sleep(0.05)
         for tid in ("n0", "n1"):
             stack.wait_status(tid, "succeeded")
-    assert len(samples) > 3
+    # At least one observation while high work waited (how many depends on machine load, not on the agent).
+    assert samples
     assert set(samples) == {(2, 0)}
     assert prompts(stack)[4:] in (["normal 0", "normal 1"], ["normal 1", "normal 0"])
 
