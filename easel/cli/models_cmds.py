@@ -33,10 +33,30 @@ def models(ctx: typer.Context, endpoint: str = ENDPOINT, region: str = REGION, a
         console.print("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))
 
 
-@app.command("make-tiny")
-def make_tiny(directory: Path = typer.Argument(..., help="where to write the model")) -> None:
-    """Write a tiny random Stable Diffusion model (CPU-sized, for local runs and tests)."""
-    from runtime_image.server.tiny import make_tiny_model  # torch/diffusers: only for this command
+# Kept here (not imported from the runtime) so `--help` does not import torch; tests check both agree.
+TINY_ARCHS = (
+    "sd15",
+    "sd15-inpaint",
+    "sdxl",
+    "sdxl-inpaint",
+    "sdxl-refiner",
+    "controlnet-sd15",
+    "controlnet-sdxl",
+    "esrgan",
+)
 
-    make_tiny_model(Path(directory))
-    console.print(f"wrote {directory}")
+
+@app.command("make-tiny")
+def make_tiny(
+    directory: Path = typer.Argument(..., help="where to write the model (a .safetensors file for esrgan)"),
+    arch: str = typer.Option("sd15", "--arch", help=f"architecture: {', '.join(TINY_ARCHS)}"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random weights"),
+) -> None:
+    """Write a tiny random-weight model of one architecture (CPU-sized, for local runs and tests)."""
+    if arch not in TINY_ARCHS:
+        console.print(f"[red]--arch {arch!r}: use one of {', '.join(TINY_ARCHS)}[/red]")
+        raise typer.Exit(2)
+    from runtime_image.server.tiny import make_tiny as build  # torch/diffusers: only for this command
+
+    build(Path(directory), arch, seed=seed)
+    console.print(f"wrote {directory} ({arch})")

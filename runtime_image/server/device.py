@@ -18,6 +18,9 @@ DeviceKind = Literal["cuda", "cpu"]
 # VAE slicing decodes one image at a time: it caps peak memory for big batches and costs a little speed, so
 # it only pays off from this batch size on.
 VAE_SLICING_MIN_BATCH = 4
+# VAE tiling decodes in overlapping tiles: above about 1536x1536 (hires fix, SDXL upscales) the full-frame
+# decode's activations are what runs a 24 GB GPU out of memory; below it tiling only costs time.
+VAE_TILING_MIN_PIXELS = 1536 * 1536
 
 
 class DtypePreference(StrEnum):
@@ -45,6 +48,7 @@ class DevicePlan:
     vae_slicing_min_batch: int | None
     compile_unet: bool
     reasons: tuple[str, ...] = field(default=())
+    vae_tiling_min_pixels: int | None = None
 
     @property
     def dtype_name(self) -> str:
@@ -58,6 +62,7 @@ class DevicePlan:
             "attention": self.attention,
             "vae_slicing_min_batch": self.vae_slicing_min_batch,
             "compile_unet": self.compile_unet,
+            "vae_tiling_min_pixels": self.vae_tiling_min_pixels,
             "reasons": list(self.reasons),
         }
 
@@ -115,6 +120,7 @@ def plan_for(
         vae_slicing_min_batch=VAE_SLICING_MIN_BATCH,
         compile_unet=compile_unet,
         reasons=tuple(reasons),
+        vae_tiling_min_pixels=VAE_TILING_MIN_PIXELS,
     )
 
 
@@ -140,3 +146,7 @@ def apply_plan(pipe: Any, plan: DevicePlan) -> Any:
 
 def use_vae_slicing(plan: DevicePlan, batch_size: int) -> bool:
     return plan.vae_slicing_min_batch is not None and batch_size >= plan.vae_slicing_min_batch
+
+
+def use_vae_tiling(plan: DevicePlan, width: int, height: int) -> bool:
+    return plan.vae_tiling_min_pixels is not None and width * height >= plan.vae_tiling_min_pixels

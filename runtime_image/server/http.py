@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from runtime_image.server import controlnet
 from runtime_image.server.a1111 import build_response
 from runtime_image.server.errors import (
     InternalError,
@@ -26,10 +27,21 @@ from runtime_image.server.errors import (
     TooLargeError,
     UnavailableError,
 )
+from runtime_image.server.formats import encode_b64, output_format
+from runtime_image.server.images import decode_image
 from runtime_image.server.private import check_ref
 from runtime_image.server.runner import Health, Runner
 from runtime_image.server.samplers import SAMPLERS
-from runtime_image.server.schemas import Img2ImgRequest, OptionsUpdate, TrainLoraRequest, Txt2ImgRequest
+from runtime_image.server.schemas import (
+    ExtrasBase,
+    ExtrasBatchImagesRequest,
+    ExtrasSingleImageRequest,
+    Img2ImgRequest,
+    OptionsUpdate,
+    TrainLoraRequest,
+    Txt2ImgRequest,
+)
+from runtime_image.server.upscalers import BUILTIN, LATENT_MODES
 
 
 def create_app(runner: Runner) -> FastAPI:
@@ -51,19 +63,78 @@ def create_app(runner: Runner) -> FastAPI:
 
     @app.get("/sdapi/v1/sd-models")
     async def sd_models() -> list[dict[str, Any]]:
-        entries = await run_in_threadpool(runner.store.models)
-        return [
-            {
-                "title": e.name,
-                "model_name": e.name,
-                "hash": None,
-                "sha256": None,
-                "filename": str(e.path),
-                "config": None,
-                "format": str(e.format),
-            }
+        def listing() -> list[dict[str, Any]]:
+            out = []
+            for e in runner.store.models():
+                try:
+                    arch: str | None = str(e.arch())
+                except ModelLoadError:
+                    arch = None  # listed anyway: loading it reports why
+                out.append(
+                    {
+                        "title": e.name,
+                        "model_name": e.name,
+                        "hash": None,
+                        "sha256": None,
+                        "filename": str(e.path),
+                        "config": None,
+                        "format": str(e.format),
+                        # Easel: the architecture read from the files (sd15, sdxl, sd15-inpaint, ...).
+                        "arch": arch,
+                    }
+                )
+            return out
+
+        return await run_in_threadpool(listing)
+
+    @app.get("/sdapi/v1/upscalers")
+    async def upscalers() -> list[dict[str, Any]]:
+        entries = await run_in_threadpool(runner.store.upscalers)
+        builtins = [
+            {"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for n in BUILTIN
+        ]
+        files = [
+            {"name": e.name, "model_name": "ESRGAN", "model_path": e.path.name, "model_url": None, "scale": 4}
             for e in entries
         ]
+        return builtins + files
+
+    @app.get("/sdapi/v1/latent-upscale-modes")
+    async def latent_modes() -> list[dict[str, Any]]:
+        return [{"name": n} for n in LATENT_MODES]
+
+    @app.post("/sdapi/v1/extra-single-image")
+    async def extra_single(req: ExtrasSingleImageRequest) -> dict[str, Any]:
+        image = await run_in_threadpool(decode_image, req.image, "image")
+        out = await runner.extras(req, [image])
+        encoded = await run_in_threadpool(_encode_extras, req, out)
+        return {"html_info": _extras_info(req), "image": encoded[0] if req.show_extras_results else None}
+
+    @app.post("/sdapi/v1/extra-batch-images")
+    async def extra_batch(req: ExtrasBatchImagesRequest) -> dict[str, Any]:
+        if not req.imageList:
+            raise RequestError("imageList", [], "needs at least one image")
+        images = [
+            await run_in_threadpool(decode_image, f.data, f"imageList.{i}.data")
+            for i, f in enumerate(req.imageList)
+        ]
+        out = await runner.extras(req, images)
+        encoded = await run_in_threadpool(_encode_extras, req, out)
+        return {"html_info": _extras_info(req), "images": encoded if req.show_extras_results else []}
+
+    @app.get("/controlnet/version")
+    async def controlnet_version() -> dict[str, Any]:
+        return {"version": controlnet.API_VERSION}
+
+    @app.get("/controlnet/model_list")
+    async def controlnet_models(update: bool = True) -> dict[str, Any]:  # noqa: ARG001 - listed live
+        entries = await run_in_threadpool(runner.store.controlnets)
+        return {"model_list": [e.name for e in entries]}
+
+    @app.get("/controlnet/module_list")
+    async def controlnet_modules(alias_names: bool = False) -> dict[str, Any]:  # noqa: ARG001 - no aliases
+        return controlnet.module_list()
 
     @app.get("/sdapi/v1/loras")
     async def loras() -> list[dict[str, Any]]:
@@ -156,6 +227,15 @@ def create_app(runner: Runner) -> FastAPI:
         return runner.cache_stats()
 
     return app
+
+
+def _extras_info(req: ExtrasBase) -> str:
+    return f"<p>Postprocess upscaler: {req.upscaler_1}</p>"
+
+
+def _encode_extras(req: ExtrasBase, images: list[Any]) -> list[str]:
+    fmt = output_format(req.output_format, None, None, field="output_format")
+    return [encode_b64(img, fmt, None) for img in images]
 
 
 def _error(status: int, exc: RuntimeServerError, **extra: Any) -> JSONResponse:

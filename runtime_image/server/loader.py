@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from runtime_image.server.arch import Arch
 from runtime_image.server.device import DevicePlan, apply_plan
 from runtime_image.server.errors import ModelLoadError
-from runtime_image.server.store import ModelEntry, ModelFormat, ModelStore
+from runtime_image.server.store import FileEntry, ModelEntry, ModelFormat, ModelStore
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
+    from diffusers import ControlNetModel
 
-# model_index.json classes this runtime can drive (SD 1.x / 2.x layouts).
-SUPPORTED_CLASSES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
+# The class each architecture loads as; the other modes are views of it (see pipelines.py).
+PIPELINE_CLASS: dict[Arch, str] = {
+    Arch.SD15: "StableDiffusionPipeline",
+    Arch.SD15_INPAINT: "StableDiffusionInpaintPipeline",
+    Arch.SDXL: "StableDiffusionXLPipeline",
+    Arch.SDXL_INPAINT: "StableDiffusionXLInpaintPipeline",
+    Arch.SDXL_REFINER: "StableDiffusionXLImg2ImgPipeline",
+}
 
 
-def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> StableDiffusionPipeline:
-    from diffusers import StableDiffusionPipeline
+def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> Any:
+    import diffusers
 
-    common: dict[str, Any] = {
-        "dtype": plan.dtype,
+    arch = entry.arch()
+    cls = getattr(diffusers, PIPELINE_CLASS[arch])
+    common: dict[str, Any] = {"dtype": plan.dtype, "local_files_only": True}
+    if arch.family == "sd15":
         # As in the SD WebUI, no safety checker: it costs a CLIP vision model per image; policy is the API's.
-        "safety_checker": None,
-        "feature_extractor": None,
-        "requires_safety_checker": False,
-        "local_files_only": True,
-    }
+        common.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
         if entry.format is ModelFormat.DIFFUSERS:
-            _check_class(entry)
-            pipe = StableDiffusionPipeline.from_pretrained(str(entry.path), **common)
+            pipe = cls.from_pretrained(str(entry.path), **common)
         else:
             config = store.single_file_config(entry.name)
             if config is None:
@@ -42,7 +45,7 @@ def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> Sta
                     f"component config.json files) in {store.root}/configs/{entry.name}/ or "
                     f"{store.root}/configs/default/; the runtime never fetches them from the hub",
                 )
-            pipe = StableDiffusionPipeline.from_single_file(str(entry.path), config=str(config), **common)
+            pipe = cls.from_single_file(str(entry.path), config=str(config), **common)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
@@ -50,16 +53,23 @@ def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> Sta
     return apply_plan(pipe, plan)
 
 
-def _check_class(entry: ModelEntry) -> None:
+def load_controlnet(entry: FileEntry, plan: DevicePlan) -> ControlNetModel:
+    from diffusers import ControlNetModel
+
     try:
-        index = json.loads((entry.path / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(entry.name, f"model_index.json is unreadable: {exc}") from exc
-    cls = index.get("_class_name")
-    if cls not in SUPPORTED_CLASSES:
-        raise ModelLoadError(
-            entry.name, f"pipeline class {cls!r} is not supported; use one of {sorted(SUPPORTED_CLASSES)}"
+        model = ControlNetModel.from_pretrained(
+            str(entry.path), torch_dtype=plan.dtype, local_files_only=True
         )
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelLoadError(entry.name, f"{type(exc).__name__}: {exc}") from exc
+    model.to(plan.device)
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def module_nbytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
 
 def pipeline_nbytes(pipe: Any) -> int:

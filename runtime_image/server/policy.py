@@ -1,6 +1,6 @@
 """What to do with A1111 fields this runtime does not implement.
 
-Each such field has a *neutral* value: the one that asks for nothing (``enable_hr: false``, ``styles: []``,
+Each such field has a *neutral* value: the one that asks for nothing (``tiling: false``, ``styles: []``,
 ``s_noise: 1``...). Neutral values are accepted and ignored; anything else is refused with a
 :class:`RequestError` naming the field, because silently ignoring it would return a different image than the
 client asked for. Fields that only matter together with another one (``hr_*`` with ``enable_hr``, ``mask_*``
@@ -22,6 +22,10 @@ def _falsy(v: Any) -> bool:
     return not v or (isinstance(v, str) and v.strip().lower() in ("none", ""))
 
 
+def _falsy_or_same(v: Any) -> bool:
+    return _falsy(v) or str(v).strip().lower() == "use same checkpoint"
+
+
 def _zero(v: Any) -> bool:
     return v is None or v == 0
 
@@ -30,9 +34,11 @@ def _in(*values: Any) -> Callable[[Any], bool]:
     return lambda v: v is None or v in values
 
 
-def _empty_scripts(v: Any) -> bool:
-    """``{}``, or extensions listed with no arguments (clients send ``{"ControlNet": {"args": []}}``)."""
-    return not v or all(isinstance(s, dict) and not s.get("args") for s in v.values())
+def _only_controlnet(v: Any) -> bool:
+    """``{}``, ControlNet (checked by controlnet.py), or other extensions listed with no arguments."""
+    return not v or all(
+        k.lower() == "controlnet" or (isinstance(s, dict) and not s.get("args")) for k, s in v.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -54,21 +60,27 @@ COMMON_RULES: tuple[Rule, ...] = (
     Rule("s_tmin", _zero, "s_tmin is not supported"),
     Rule("s_tmax", lambda v: v is None or v == 0 or math.isinf(v), "s_tmax is not supported"),
     Rule("s_noise", _in(1), "s_noise other than 1 is not supported"),
-    Rule("refiner_checkpoint", _falsy, "refiner models are not supported"),
     Rule("firstpass_image", _falsy, "firstpass_image is not supported"),
     Rule("script_name", _falsy, "scripts are not supported"),
-    Rule("alwayson_scripts", _empty_scripts, "extension scripts are not supported"),
+    Rule("alwayson_scripts", _only_controlnet, "extension scripts other than ControlNet are not supported"),
     Rule("infotext", _falsy, "infotext parsing is not supported; send the fields instead"),
 )
-TXT2IMG_RULES: tuple[Rule, ...] = (Rule("enable_hr", _falsy, "hires fix is not supported"),)
+TXT2IMG_RULES: tuple[Rule, ...] = (
+    Rule("hr_checkpoint_name", _falsy_or_same, "a separate hires checkpoint is not supported"),
+)
 IMG2IMG_RULES: tuple[Rule, ...] = (
     Rule("resize_mode", _in(0), "only resize_mode 0 (just resize) is supported"),
-    Rule("mask", _falsy, "inpainting (mask) is not supported"),
     Rule("latent_mask", _falsy, "inpainting (latent_mask) is not supported"),
     Rule("initial_noise_multiplier", _in(1), "initial_noise_multiplier other than 1 is not supported"),
 )
 # Settings a request may override; the others have no meaning here unless neutral.
-OVERRIDABLE = {"sd_model_checkpoint", "CLIP_stop_at_last_layers"}
+OVERRIDABLE = {
+    "sd_model_checkpoint",
+    "CLIP_stop_at_last_layers",
+    "samples_format",
+    "jpeg_quality",
+    "webp_lossless",
+}
 NEUTRAL_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "sd_vae": lambda v: _falsy(v) or str(v).lower() == "automatic",
     "eta_noise_seed_delta": _zero,
@@ -80,7 +92,7 @@ ANCESTRAL = {"Euler a", "DPM2 a", "DPM2 a Karras", "DPM++ 2M SDE", "DPM++ 2M SDE
 def check_supported(req: GenerationRequest, sampler: str) -> None:
     """Raise :class:`RequestError` for the first field that asks for something this runtime cannot do."""
     rules = COMMON_RULES
-    if isinstance(req, Txt2ImgRequest):
+    if isinstance(req, Txt2ImgRequest) and req.enable_hr:
         rules += TXT2IMG_RULES
     if isinstance(req, Img2ImgRequest):
         rules += IMG2IMG_RULES

@@ -22,24 +22,27 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtime_image.server.a1111 import Translated, translate
+from runtime_image.server.a1111 import StoreView, Translated, translate
+from runtime_image.server.arch import Arch
 from runtime_image.server.cache import LruCache
 from runtime_image.server.device import DevicePlan, plan_for, probe_device
 from runtime_image.server.errors import (
     BusyError,
     InternalError,
+    ModelLoadError,
     NotReadyError,
     RequestError,
     RuntimeServerError,
 )
-from runtime_image.server.loader import load_pipeline, pipeline_nbytes
+from runtime_image.server.loader import load_controlnet, load_pipeline, module_nbytes, pipeline_nbytes
 from runtime_image.server.lora import AdapterSet, LoraStats
 from runtime_image.server.pipelines import GenerationResult, LoadedModel
 from runtime_image.server.private import PrivateLoras
-from runtime_image.server.schemas import GenerationRequest, TrainLoraRequest
+from runtime_image.server.schemas import ExtrasBase, GenerationRequest, TrainLoraRequest
 from runtime_image.server.settings import RuntimeSettings
-from runtime_image.server.store import ModelEntry, ModelStore
+from runtime_image.server.store import FileEntry, ModelEntry, ModelStore
 from runtime_image.server.training import TrainJob, describe, train_lora, training_job
+from runtime_image.server.upscalers import BUILTIN, LATENT_MODES, Upscaler, builtin, extras_upscale
 
 log = logging.getLogger("easel.runtime")
 T = TypeVar("T")
@@ -90,7 +93,8 @@ class Runner:
         self._lock = threading.Lock()
         self.lora_stats = LoraStats()
         self._lora_lock = threading.Lock()
-        self.cache: LruCache[LoadedModel] = LruCache(
+        # Checkpoints, ControlNets ("controlnet:<name>") and upscalers ("upscaler:<name>") share one budget.
+        self.cache: LruCache[Any] = LruCache(
             settings.cache_max_bytes, size_of=lambda m: m.nbytes, on_evict=self._evicted
         )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-runtime")
@@ -189,7 +193,7 @@ class Runner:
 
     def _resident_loras(self, name: str) -> list[str]:
         model = self.cache.peek(name)
-        return model.adapters.resident if model else []
+        return model.adapters.resident if isinstance(model, LoadedModel) else []
 
     # ---- work ------------------------------------------------------------------------------------------
     async def select_model(self, name: str) -> dict[str, Any]:
@@ -201,17 +205,125 @@ class Runner:
         with self._lock:
             self._clip_stop = value
 
+    def store_view(self) -> StoreView:
+        return StoreView(
+            controlnet=lambda name, field: self.store.controlnet(name, field),
+            upscalers=[e.name for e in self.store.upscalers()],
+        )
+
     async def generate(self, req: GenerationRequest) -> tuple[Translated, GenerationResult, str]:
         with self._lock:
             clip_stop = self._clip_stop
+            current = self._current
         # Validation and image decoding happen before admission: a bad request never takes a queue slot.
-        tr = await asyncio.to_thread(translate, req, clip_stop=clip_stop)
+        tr = await asyncio.to_thread(translate, req, clip_stop=clip_stop, store=self.store_view())
+        name = tr.model or current
         if tr.model is not None:
             self.store.model(tr.model)
         for use in tr.job.loras:
             self.store.lora(use.name, allow_private=use.allow_private)
+        if name is not None or len(self.store.models()) == 1:
+            await asyncio.to_thread(self._check_arch, name or self.store.models()[0].name, tr)
         result, model = await self._submit(self._generate, tr)
         return tr, result, model
+
+    def _check_arch(self, name: str, tr: Translated) -> None:
+        """Refuse combinations the model's architecture cannot run, before the request is queued."""
+        arch = self.store.model(name).arch()
+        job = tr.job
+        if arch is Arch.SDXL_REFINER and job.init_image is None:
+            raise RequestError("sd_model_checkpoint", name, "an SDXL refiner only runs image-to-image")
+        if arch.inpainting and job.hires is not None and job.hires.upscaler in LATENT_MODES:
+            raise RequestError(
+                "hr_upscaler",
+                job.hires.upscaler,
+                f"latent upscaling needs a non-inpainting model ({name} is {arch}); use an image upscaler",
+            )
+        for i, c in enumerate(job.controls):
+            family = _controlnet_family(
+                self.store.controlnet(c.model, f"alwayson_scripts.controlnet.args.{i}.model")
+            )
+            if family != arch.family:
+                raise RequestError(
+                    f"alwayson_scripts.controlnet.args.{i}.model",
+                    c.model,
+                    f"a {family} ControlNet cannot drive a {arch} model",
+                )
+        if job.refiner is not None:
+            if arch.family != "sdxl":
+                raise RequestError(
+                    "refiner_checkpoint", job.refiner.model, f"a refiner needs an SDXL base, not {arch}"
+                )
+            refiner = self.store.model(job.refiner.model).arch()
+            if refiner.family != "sdxl":
+                raise RequestError(
+                    "refiner_checkpoint", job.refiner.model, f"is {refiner}, not an SDXL model"
+                )
+
+    async def extras(self, req: ExtrasBase, images: list[Any]) -> list[Any]:
+        """A1111 extras: upscale each image (upscaler_1, blended with upscaler_2 at its visibility)."""
+        names = [e.name for e in self.store.upscalers()]
+        for field in ("upscaler_1", "upscaler_2"):
+            value = getattr(req, field)
+            if value not in BUILTIN and value not in names:
+                raise RequestError(
+                    field, value, f"unknown upscaler; use one of: {', '.join([*BUILTIN, *names])}"
+                )
+        for field in ("gfpgan_visibility", "codeformer_visibility"):
+            if getattr(req, field):
+                raise RequestError(field, getattr(req, field), "face restoration is not supported")
+        for img in images:
+            by = (
+                req.upscaling_resize
+                if req.resize_mode == 0
+                else max(req.upscaling_resize_w / img.width, req.upscaling_resize_h / img.height)
+            )
+            if max(img.width, img.height) * by > 8192:
+                raise RequestError(
+                    "upscaling_resize", req.upscaling_resize, "the result would exceed 8192 pixels a side"
+                )
+        return await self._submit(self._extras, req, images)
+
+    def _upscaler(self, name: str) -> Upscaler:
+        if name in BUILTIN:
+            return builtin(name)
+        entry = next((e for e in self.store.upscalers() if e.name == name), None)
+        if entry is None:
+            raise RequestError("upscaler", name, "unknown upscaler")
+        value, _ = self.cache.get_or_load(
+            f"upscaler:{name}", entry.fingerprint(), lambda: self._load_upscaler(entry)
+        )
+        upscaler: Upscaler = value
+        return upscaler
+
+    def _load_upscaler(self, entry: FileEntry) -> Upscaler:
+        from runtime_image.server.esrgan import UnsupportedUpscaler, load_file
+
+        try:
+            net = load_file(entry.path)
+        except (UnsupportedUpscaler, OSError, RuntimeError) as exc:
+            raise ModelLoadError(entry.name, str(exc)) from exc
+        net.to(self.plan.device)
+        return Upscaler(entry.name, net=net, nbytes=module_nbytes(net))
+
+    def _extras(self, req: ExtrasBase, images: list[Any]) -> list[Any]:
+        from PIL import Image
+
+        self._set_progress(job="extras", job_count=len(images), started=self._clock())
+        try:
+            first = self._upscaler(req.upscaler_1)
+            second = self._upscaler(req.upscaler_2) if req.upscaler_2 != "None" else None
+            out = []
+            for i, img in enumerate(images):
+                self._on_step(i, 0, 1)
+                result = _extras_step(first, img, req)
+                if second is not None and req.extras_upscaler_2_visibility > 0 and first.name != "None":
+                    other = _extras_step(second, img, req).convert(result.mode)
+                    result = Image.blend(result, other, req.extras_upscaler_2_visibility)
+                out.append(result)
+            return out
+        finally:
+            self._clear_progress()
 
     async def train_lora(self, req: TrainLoraRequest) -> dict[str, Any]:
         job = await asyncio.to_thread(training_job, req)
@@ -222,7 +334,7 @@ class Runner:
     def interrupt(self) -> bool:
         """Stop the running generation or training after its current step; False when nothing runs."""
         with self._lock:
-            if not self._running or self._progress.job not in ("txt2img", "img2img", "train"):
+            if not self._running or self._progress.job not in ("txt2img", "img2img", "train", "extras"):
                 return False
             self._progress.interrupted = True
         self._interrupt.set()
@@ -292,7 +404,7 @@ class Runner:
     def _load(self, entry: ModelEntry) -> LoadedModel:
         pipe = self._loader(entry, self.plan, self.store)
         adapters = AdapterSet(self.settings.max_resident_loras, self.lora_stats, self._lora_lock)
-        return LoadedModel(entry.name, pipe, self.plan, adapters, pipeline_nbytes(pipe))
+        return LoadedModel(entry.name, pipe, self.plan, adapters, pipeline_nbytes(pipe), arch=entry.arch())
 
     def _evicted(self, name: str, model: LoadedModel) -> None:
         log.info("model %s evicted from the cache", name)
@@ -312,13 +424,33 @@ class Runner:
         # A1111: a per-request override_settings model is not kept selected unless restore is off.
         model = self._activate(name, select=tr.model is None or not tr.restore)
         job = tr.job
+        controlnets = [self._controlnet(c.model) for c in job.controls]
+        refiner = None
+        if job.refiner is not None:
+            entry = self.store.model(job.refiner.model)
+            refiner, _ = self.cache.get_or_load(entry.name, entry.fingerprint(), lambda: self._load(entry))
+            # Base and refiner both sit on the accelerator for the job (A1111 swaps; memory allowing, this
+            # saves the move).
+            refiner.place(self.plan.device)
+        upscaler = None
+        if job.hires is not None and job.hires.upscaler not in LATENT_MODES:
+            upscaler = self._upscaler(job.hires.upscaler)
         self._interrupt.clear()
         self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock())
         try:
-            result = model.generate(job, self.store, self._on_step)
+            result = model.generate(
+                job, self.store, self._on_step, controlnets=controlnets, refiner=refiner, upscaler=upscaler
+            )
         finally:
             self._clear_progress()
         return result, model.name
+
+    def _controlnet(self, name: str) -> Any:
+        entry = self.store.controlnet(name, "controlnet.model")
+        holder, _ = self.cache.get_or_load(
+            f"controlnet:{entry.name}", entry.fingerprint(), lambda: _Held(load_controlnet(entry, self.plan))
+        )
+        return holder.module
 
     def _train(self, name: str | None, job: TrainJob) -> dict[str, Any]:
         model = self._activate(name or self._current or self._only_model())
@@ -356,3 +488,33 @@ class Runner:
         """A new job starts: fresh progress, so nothing of the previous job is reported for it."""
         with self._lock:
             self._progress = _Progress(job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"), **fields)
+
+
+class _Held:
+    """A module in the model cache (a ControlNet): its size in bytes is what the budget counts."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.nbytes = module_nbytes(module)
+
+    def release(self) -> None:
+        self.module.to("cpu")
+
+
+def _controlnet_family(entry: FileEntry) -> str:
+    import json
+
+    config = json.loads((entry.path / "config.json").read_text(encoding="utf-8"))
+    return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
+
+
+def _extras_step(up: Upscaler, image: Any, req: ExtrasBase) -> Any:
+    return extras_upscale(
+        up,
+        image,
+        mode=req.resize_mode,
+        by=req.upscaling_resize,
+        to_w=req.upscaling_resize_w,
+        to_h=req.upscaling_resize_h,
+        crop=req.upscaling_crop,
+    )

@@ -2,12 +2,13 @@
 
 Every field AUTOMATIC1111 (1.10) accepts on txt2img/img2img is declared, so a stock client's full body parses;
 fields this runtime does not implement are checked by :mod:`runtime_image.server.policy`. Unknown fields are
-refused (422) instead of silently ignored: a typo must not change what gets generated.
+ignored, as A1111's own request models do (clients send one superset body to txt2img and img2img); Easel's
+/v1 contract is the strict one. Easel's own bodies (training) still refuse unknown fields.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,7 @@ MAX_STEPS = 500
 MAX_BATCH = 16
 MAX_ITER = 100
 MAX_LORAS = 8
+MAX_UPSCALE_SIDE = 8192
 
 
 class _Body(BaseModel):
@@ -29,7 +31,11 @@ class LoraItem(_Body):
     weight: Annotated[float, Field(ge=-4.0, le=4.0)] = 1.0
 
 
-class GenerationRequest(_Body):
+class _A1111Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class GenerationRequest(_A1111Body):
     """Fields shared by txt2img and img2img (A1111's StableDiffusionProcessing)."""
 
     prompt: str = ""
@@ -112,6 +118,39 @@ class Img2ImgRequest(GenerationRequest):
     initial_noise_multiplier: float | None = None
     latent_mask: str | None = None
     include_init_images: bool = False
+
+
+class ExtrasBase(_A1111Body):
+    """A1111's ExtrasBaseRequest (same defaults and bounds); face restoration is accepted only at 0."""
+
+    resize_mode: Literal[0, 1] = 0
+    show_extras_results: bool = True
+    gfpgan_visibility: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    codeformer_visibility: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    codeformer_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    upscaling_resize: Annotated[float, Field(gt=0, le=8, allow_inf_nan=False)] = 2
+    upscaling_resize_w: Annotated[int, Field(ge=1, le=MAX_UPSCALE_SIDE)] = 512
+    upscaling_resize_h: Annotated[int, Field(ge=1, le=MAX_UPSCALE_SIDE)] = 512
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    upscale_first: bool = False
+    # Easel extension (A1111 uses its samples_format setting): the answer's image encoding.
+    output_format: str | None = None
+
+
+class ExtrasSingleImageRequest(ExtrasBase):
+    image: str = ""
+
+
+class FileData(_A1111Body):
+    data: str
+    name: str
+
+
+class ExtrasBatchImagesRequest(ExtrasBase):
+    imageList: Annotated[list[FileData], Field(max_length=MAX_BATCH)]
 
 
 class OptionsUpdate(BaseModel):

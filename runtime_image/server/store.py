@@ -8,6 +8,8 @@ Layout::
     <models_dir>/configs/<name>/ or configs/default/
                                                diffusers configs used to load single-file checkpoints offline
     <models_dir>/loras/<name>.safetensors      LoRA adapters (public: any tenant may name them)
+    <models_dir>/controlnet/<name>/config.json ControlNet models (diffusers folders), for SD 1.x or SDXL
+    <models_dir>/upscalers/<name>.safetensors  ESRGAN-family upscalers (also .pth, tensors only)
 
 Private adapters (``<tenant>/<name>``) live in a separate writable directory, see :mod:`private`.
 
@@ -23,12 +25,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from runtime_image.server.arch import Arch, detect_folder, detect_single_file
 from runtime_image.server.errors import LoraNotFound, ModelNotFound, RequestError
 from runtime_image.server.private import PrivateLoras
 
 LORAS_DIR = "loras"
 CONFIGS_DIR = "configs"
-_RESERVED = {LORAS_DIR, CONFIGS_DIR}
+CONTROLNET_DIR = "controlnet"
+UPSCALERS_DIR = "upscalers"
+_RESERVED = {LORAS_DIR, CONFIGS_DIR, CONTROLNET_DIR, UPSCALERS_DIR}
+UPSCALER_SUFFIXES = (".safetensors", ".pth")
 # A1111 titles look like "name.safetensors [abcdef1234]": clients send them back as sd_model_checkpoint.
 _A1111_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")
 # Stop walking below this depth: a mounted bucket can be deep and every listing is a network call.
@@ -49,6 +55,24 @@ class ModelEntry:
     def fingerprint(self) -> tuple[int, int]:
         """Changes when the files are replaced, so a cached pipeline of old weights is not reused."""
         target = self.path / "model_index.json" if self.format is ModelFormat.DIFFUSERS else self.path
+        st = target.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def arch(self) -> Arch:
+        if self.format is ModelFormat.DIFFUSERS:
+            return detect_folder(self.path, self.name)
+        return detect_single_file(self.path, self.name)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A ControlNet folder or an upscaler file; the fingerprint is its config or weights file."""
+
+    name: str
+    path: Path
+
+    def fingerprint(self) -> tuple[int, int]:
+        target = self.path / "config.json" if self.path.is_dir() else self.path
         st = target.stat()
         return st.st_mtime_ns, st.st_size
 
@@ -130,6 +154,38 @@ class ModelStore:
         if not path.is_file():
             raise LoraNotFound(name, [e.name for e in self.loras()])
         return LoraEntry(name, path)
+
+    def controlnets(self) -> list[FileEntry]:
+        folder = self.root / CONTROLNET_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(
+            (
+                FileEntry(p.parent.relative_to(folder).as_posix(), p.parent)
+                for p in folder.rglob("config.json")
+            ),
+            key=lambda e: e.name,
+        )
+
+    def controlnet(self, name: str, field: str) -> FileEntry:
+        """A ControlNet by name; A1111 clients send ``name [hash]``: the hash is ignored, as for models."""
+        clean = _A1111_HASH_SUFFIX.sub("", name.strip())
+        _check_relative(field, name, clean)
+        folder = self.root / CONTROLNET_DIR / clean
+        if not (folder / "config.json").is_file():
+            known = ", ".join(e.name for e in self.controlnets()) or "none"
+            raise RequestError(field, name, f"no such ControlNet model; available: {known}")
+        return FileEntry(clean, folder)
+
+    def upscalers(self) -> list[FileEntry]:
+        folder = self.root / UPSCALERS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(
+            (FileEntry(p.relative_to(folder).as_posix().rsplit(".", 1)[0], p)
+             for p in folder.rglob("*") if p.suffix in UPSCALER_SUFFIXES and p.is_file()),
+            key=lambda e: e.name,
+        )  # fmt: skip
 
     def single_file_config(self, name: str) -> Path | None:
         """The diffusers config folder for a single-file checkpoint: its own, else the store's default."""

@@ -1,10 +1,15 @@
-"""A tiny random-weight Stable Diffusion model (and LoRA) built entirely on this machine.
+"""Tiny random-weight models of every architecture the runtime serves, built entirely on this machine.
 
 The model has the real SD 1.x architecture and file layout (UNet2DConditionModel, AutoencoderKL with the usual
 8x latent downscale, CLIPTextModel, a CLIP byte-level BPE tokenizer from a generated ``vocab.json`` and
 ``merges.txt``, a PNDM scheduler config and ``model_index.json``), only with very few channels, so the
 runtime loads it through its normal loading code and generates a 64x64 image in milliseconds on a CPU.
 Weights are random (seeded): the images are noise, but deterministic noise.
+
+:func:`make_tiny` builds one architecture by name (:data:`TINY_ARCHS`): SD 1.x (``sd15``), SD 1.x inpainting
+(9-channel UNet), SDXL base (two text encoders, size/crop conditioning), SDXL inpainting, the SDXL refiner
+(second encoder only, aesthetic-score conditioning), ControlNets for SD 1.x and SDXL (written with random
+instead of zero output convolutions, so a unit visibly changes the image) and an ESRGAN-family upscaler.
 """
 
 from __future__ import annotations
@@ -55,6 +60,32 @@ TINY_SCHEDULER: dict[str, Any] = {
     "skip_prk_steps": True,
     "set_alpha_to_one": False,
     "steps_offset": 1,
+}
+# SDXL at tiny size: the two-stage layout of the diffusers SDXL tests (linear projections, 2 transformer
+# layers in the attention stage, text_time additional embeddings).
+TEXT_HIDDEN = 32
+SDXL_TIME_EMBED = 8
+TINY_SDXL_UNET: dict[str, Any] = {
+    "sample_size": 8,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (2, 4),
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": SDXL_TIME_EMBED,
+    "transformer_layers_per_block": (1, 2),
+    "norm_num_groups": 8,
+}
+TINY_SDXL_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
 }
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -135,9 +166,18 @@ def _text_config(vocab_size: int, bos_id: int, eos_id: int) -> Any:
     )
 
 
-def make_tiny_model(dest: Path, *, seed: int = 0) -> Path:
-    """Write a complete random-weight StableDiffusionPipeline folder to ``dest`` and return ``dest``."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def make_tiny_model(dest: Path, *, seed: int = 0, inpainting: bool = False) -> Path:
+    """Write a complete random-weight SD 1.x pipeline folder to ``dest`` and return ``dest``.
+
+    ``inpainting``: a StableDiffusionInpaintPipeline; its UNet takes 9 channels (latents, mask, masked image).
+    """
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTokenizer
 
     dest = Path(dest)
@@ -146,10 +186,11 @@ def make_tiny_model(dest: Path, *, seed: int = 0) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**TINY_UNET)
+        unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 9 if inpainting else 4})
         vae = AutoencoderKL(**TINY_VAE)
         text_encoder = CLIPTextModel(_text_config(vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id))
-    pipe: Any = StableDiffusionPipeline(
+    cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipe: Any = cls(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
@@ -161,6 +202,139 @@ def make_tiny_model(dest: Path, *, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(str(dest))
     return dest
+
+
+def _sdxl_unet(*, in_channels: int = 4, refiner: bool = False, seed: int = 0) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    # SDXL conditions on (original size, crop top-left, target size) = 6 numbers (the refiner: 5, with the
+    # aesthetic score instead of the target size), each embedded in addition_time_embed_dim, plus the
+    # pooled output of the second text encoder.
+    time_ids = 5 if refiner else 6
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DConditionModel(**{**TINY_SDXL_UNET, "in_channels": in_channels,
+            "cross_attention_dim": TEXT_HIDDEN if refiner else 2 * TEXT_HIDDEN,
+            "projection_class_embeddings_input_dim": time_ids * SDXL_TIME_EMBED + TEXT_HIDDEN})  # fmt: skip
+
+
+def make_tiny_sdxl(dest: Path, *, seed: int = 0, inpainting: bool = False, refiner: bool = False) -> Path:
+    """A random-weight SDXL pipeline folder (base, inpainting or refiner) at ``dest``."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    dest = Path(dest)
+    vocab_size = _write_tokenizer(dest / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(str(dest / "tokenizer"))
+    # The second SDXL tokenizer pads with "!" (OpenCLIP), not with the end-of-text token.
+    tokenizer_2 = CLIPTokenizer.from_pretrained(str(dest / "tokenizer"), pad_token="!")  # noqa: S106 - a token, not a password
+    config = _text_config(vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    unet = _sdxl_unet(in_channels=9 if inpainting else 4, refiner=refiner, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        # The SDXL VAE overflows in fp16: its config asks pipelines to decode in fp32 (force_upcast).
+        vae = AutoencoderKL(**{**TINY_VAE, "force_upcast": True, "scaling_factor": 0.13025})
+        text_encoder = None if refiner else CLIPTextModel(config)
+        text_encoder_2 = CLIPTextModelWithProjection(config)
+    components: dict[str, Any] = {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": None if refiner else tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": EulerDiscreteScheduler(**TINY_SDXL_SCHEDULER),
+    }
+    if refiner:
+        pipe: Any = StableDiffusionXLImg2ImgPipeline(
+            **components, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False
+        )
+    elif inpainting:
+        pipe = StableDiffusionXLInpaintPipeline(**components)
+    else:
+        pipe = StableDiffusionXLPipeline(**components)
+    pipe.save_pretrained(str(dest))
+    if refiner:
+        import shutil
+
+        shutil.rmtree(dest / "tokenizer", ignore_errors=True)
+    return dest
+
+
+def make_tiny_controlnet(dest: Path, *, sdxl: bool = False, seed: int = 0, scale: float = 0.5) -> Path:
+    """A ControlNet matching the tiny SD 1.x (or SDXL) UNet, as a diffusers folder (config.json + weights).
+
+    A trained ControlNet starts from zero output convolutions; random ones here (std ``scale``) make every
+    unit change the tiny model's output, which is what tests need to see.
+    """
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = _sdxl_unet(seed=seed) if sdxl else UNet2DConditionModel(**TINY_UNET)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        # Four stages, three of them stride 2: the control image enters at the latents' 1/8 scale.
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
+        gen = torch.Generator().manual_seed(seed)
+        zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+        with torch.no_grad():
+            for conv in zero_convs:
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * scale)
+            last = controlnet.controlnet_cond_embedding.conv_out
+            last.weight.copy_(torch.randn(last.weight.shape, generator=gen) * scale)
+    controlnet.save_pretrained(str(dest))
+    return Path(dest)
+
+
+def make_tiny_esrgan(dest_file: Path, *, scale: int = 4, seed: int = 0) -> Path:
+    """An ESRGAN-family (RRDBNet, Real-ESRGAN key layout) upscaler with random weights, as .safetensors."""
+    from safetensors.torch import save_file
+
+    from runtime_image.server.esrgan import RRDBNet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = RRDBNet(scale=scale, num_feat=8, num_block=1, num_grow_ch=4)
+    dest_file = Path(dest_file)
+    dest_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(dest_file))
+    return dest_file
+
+
+# ``easel models make-tiny --arch``: what each name writes (a folder, or a file for the upscaler).
+TINY_ARCHS: tuple[str, ...] = (
+    "sd15",
+    "sd15-inpaint",
+    "sdxl",
+    "sdxl-inpaint",
+    "sdxl-refiner",
+    "controlnet-sd15",
+    "controlnet-sdxl",
+    "esrgan",
+)
+
+
+def make_tiny(dest: Path, arch: str = "sd15", *, seed: int = 0) -> Path:
+    """Write a tiny model of ``arch`` (one of :data:`TINY_ARCHS`) at ``dest``."""
+    builders: dict[str, Any] = {
+        "sd15": lambda: make_tiny_model(dest, seed=seed),
+        "sd15-inpaint": lambda: make_tiny_model(dest, seed=seed, inpainting=True),
+        "sdxl": lambda: make_tiny_sdxl(dest, seed=seed),
+        "sdxl-inpaint": lambda: make_tiny_sdxl(dest, seed=seed, inpainting=True),
+        "sdxl-refiner": lambda: make_tiny_sdxl(dest, seed=seed, refiner=True),
+        "controlnet-sd15": lambda: make_tiny_controlnet(dest, seed=seed),
+        "controlnet-sdxl": lambda: make_tiny_controlnet(dest, seed=seed, sdxl=True),
+        "esrgan": lambda: make_tiny_esrgan(Path(dest), seed=seed),
+    }
+    if arch not in builders:
+        raise ValueError(f"arch={arch!r}: use one of {', '.join(TINY_ARCHS)}")
+    result: Path = builders[arch]()
+    return result
 
 
 def make_tiny_lora(

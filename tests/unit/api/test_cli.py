@@ -149,8 +149,22 @@ def test_no_endpoint_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_models_make_tiny_calls_the_runtime_helper(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import runtime_image.server.tiny as tiny
 
-    made: list[Path] = []
-    monkeypatch.setattr(tiny, "make_tiny_model", lambda path: made.append(path))
+    made: list[tuple[Path, str, int]] = []
+    monkeypatch.setattr(tiny, "make_tiny", lambda path, arch, seed: made.append((path, arch, seed)))
     result = CliRunner().invoke(app, ["models", "make-tiny", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
-    assert made == [tmp_path / "m"]
+    result = CliRunner().invoke(
+        app, ["models", "make-tiny", str(tmp_path / "x"), "--arch", "sdxl", "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert made == [(tmp_path / "m", "sd15", 0), (tmp_path / "x", "sdxl", 3)]
+    result = CliRunner().invoke(app, ["models", "make-tiny", str(tmp_path / "y"), "--arch", "sd9"])
+    assert result.exit_code == 2
+    assert "sd9" in result.output
+
+
+def test_make_tiny_arch_list_matches_the_runtime() -> None:
+    from easel.cli.models_cmds import TINY_ARCHS
+    from runtime_image.server.tiny import TINY_ARCHS as RUNTIME_ARCHS
+
+    assert TINY_ARCHS == RUNTIME_ARCHS
