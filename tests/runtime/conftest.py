@@ -79,7 +79,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
@@ -99,7 +99,7 @@ class LiveServer:
     def post(self, path: str, body: Any = None) -> httpx.Response:
         return self.client.post(self.url + path, json=body)
 
-    def wait_status(self, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_status(self, *statuses: str, timeout: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             body: dict[str, Any] = self.get("/health").json()

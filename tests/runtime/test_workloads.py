@@ -45,7 +45,7 @@ def arch_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def live(arch_store: Path) -> Iterator[LiveServer]:
     server = LiveServer(RuntimeSettings(models_dir=arch_store, preload_model="sd15")).start()
-    server.wait_status("ready")
+    server.wait_status("ready", timeout=600)  # a loaded CI box can take minutes to import and load
     yield server
     server.stop()
 
