@@ -75,7 +75,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = ""
-        self.client = httpx.Client(timeout=60)
+        self.client = httpx.Client(timeout=600)  # generous: a shared CI box can be slow, not wrong
 
     def start(self) -> LiveServer:
         self.thread.start()

@@ -207,8 +207,8 @@ def test_cli_serve_reads_env_defaults_and_serves(tiny_store: Path, tmp_path: Pat
                 return None
             return body if body["status"] == "ready" else None
 
-        assert wait_for(healthy, timeout=120)["model"] == "a"
-        response = httpx.post(f"{url}/sdapi/v1/txt2img", json=SHORT, timeout=60)
+        assert wait_for(healthy, timeout=600)["model"] == "a"
+        response = httpx.post(f"{url}/sdapi/v1/txt2img", json=SHORT, timeout=600)
         assert response.status_code == 200
         assert httpx.get(f"{url}/easel/v1/cache").json()["max_bytes"] == 64 * 1024**2
     finally:
