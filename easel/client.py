@@ -145,7 +145,12 @@ class EaselClient:
         return self.request("POST", "/v1/tasks", json_body=request)
 
     def submit_v1alpha2(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"id", "runtime", "output_location", "task"}`` as stable-diffusion-on-eks answers."""
         return self.request("POST", "/v1alpha2", json_body=request)
+
+    def submit_v1alpha1(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"id_task", "sd_model_checkpoint", "output_location", "task"}``."""
+        return self.request("POST", "/v1alpha1", json_body=request)
 
     def get(self, task_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/tasks/{quote(task_id, safe='')}")

@@ -72,10 +72,20 @@ class ModelSpec(_Section):
     path: str | None = None
     format: ModelFormat = ModelFormat.DIFFUSERS
     task_types: list[TaskType] = [TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE]
+    # AUTOMATIC1111 checkpoint titles or file names clients send as ``sd_model_checkpoint`` (compat
+    # routes), e.g. "v1-5-pruned-emaonly.safetensors [6ce0161689]" or "v1-5-pruned-emaonly.safetensors".
+    checkpoints: list[Annotated[str, Field(min_length=1, max_length=256)]] = []
 
     @property
     def store_path(self) -> str:
         return self.path or self.name
+
+    def answers_to(self, checkpoint: str) -> bool:
+        """Whether a client's ``sd_model_checkpoint`` names this model: its name, store path, a listed
+        checkpoint, or an A1111 title ("<file> [<hash>]") whose file part is one of those."""
+        names = {self.name, self.store_path, self.store_path.rsplit("/", 1)[-1], *self.checkpoints}
+        file_part = checkpoint.split(" [", 1)[0].strip() if checkpoint.endswith("]") else checkpoint
+        return checkpoint in names or file_part in names
 
 
 class CapacityType(StrEnum):
@@ -120,6 +130,9 @@ class Images(_Section):
 class RuntimeSpec(_Section):
     name: Annotated[str, Field(pattern=RUNTIME_NAME)]
     kind: Literal["diffusers", "sdwebui"] = "diffusers"
+    # Other names clients may use for this runtime on the compat routes (/v1alpha1, /v1alpha2), e.g. the
+    # stable-diffusion-on-eks default "sdruntime".
+    aliases: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]] = []
     # A fixed runtime serves one model loaded at start; a dynamic one switches between its models per task.
     dynamic_models: bool = False
     instance_types: Annotated[list[str], Field(min_length=1)] = ["g6.xlarge", "g5.xlarge"]
@@ -268,6 +281,13 @@ class EaselConfig(_Section):
         _unique("tenants", [t.id for t in self.tenants])
         _unique("models", [m.name for m in self.models])
         _unique("runtimes", [r.name for r in self.runtimes])
+        names = {r.name for r in self.runtimes}
+        aliased: set[str] = set()
+        for i, r in enumerate(self.runtimes):
+            for alias in r.aliases:
+                if alias in names or alias in aliased:
+                    raise ValueError(f"runtimes.{i}.aliases: '{alias}' already names a runtime")
+                aliased.add(alias)
         runtimes = {r.name: r for r in self.runtimes}
         for i, m in enumerate(self.models):
             if m.runtime not in runtimes:
@@ -292,6 +312,10 @@ class EaselConfig(_Section):
             if r.name == name:
                 return r
         raise KeyError(name)
+
+    def runtime_named(self, name: str) -> RuntimeSpec | None:
+        """The runtime called ``name`` or aliased to it (compat routes)."""
+        return next((r for r in self.runtimes if name == r.name or name in r.aliases), None)
 
     def models_of(self, runtime: str) -> list[ModelSpec]:
         return [m for m in self.models if m.runtime == runtime]

@@ -108,8 +108,19 @@ def tenant_prefix(tenant: str) -> str:
     return f"tenants/{tenant}/"
 
 
-def output_key(tenant: str, task_id: str, index: int, ext: str = "png") -> str:
-    return f"tenants/{tenant}/tasks/{task_id}/{index}.{ext}"
+def output_dir(tenant: str, task_id: str, prefix: str | None = None) -> str:
+    """A task's output folder; ``prefix`` (compat ``prefix``/``save_dir``) replaces ``tasks`` but stays
+    inside the tenant's own prefix."""
+    return f"tenants/{tenant}/{prefix or 'tasks'}/{task_id}/"
+
+
+def output_key(tenant: str, task_id: str, index: int, ext: str = "png", prefix: str | None = None) -> str:
+    return f"{output_dir(tenant, task_id, prefix)}{index}.{ext}"
+
+
+def result_document_key(tenant: str, task_id: str, prefix: str | None = None) -> str:
+    """The stable-diffusion-on-eks ``.out`` JSON of a compat task, beside its images."""
+    return f"{output_dir(tenant, task_id, prefix)}{task_id}.out"
 
 
 def input_prefix(tenant: str) -> str:

@@ -7,6 +7,7 @@ SQS -> agent) and the status machine. Lambdas, the agent and the CLI import thes
 from easel.contract.status import TERMINAL, TaskStatus, can_transition, check_transition
 from easel.contract.tasks import (
     SAMPLERS,
+    CompatInfo,
     GenerationInput,
     Lane,
     LoraRef,
@@ -34,6 +35,7 @@ from easel.contract.tasks import (
 __all__ = [
     "SAMPLERS",
     "TERMINAL",
+    "CompatInfo",
     "GenerationInput",
     "Lane",
     "LoraRef",

@@ -30,6 +30,10 @@ from easel.errors import FieldError
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+# Where outputs go inside the tenant's own prefix (``tenants/<tenant>/<output_prefix>/<id>/``): 1-4 path
+# segments; the segments the tenant prefix already uses for other things are refused by the validator.
+OUTPUT_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){0,3}$"
+RESERVED_PREFIXES = frozenset({"inputs", "loras"})
 
 # SD WebUI sampler names the runtime maps to diffusers schedulers.
 SAMPLERS: tuple[str, ...] = (
@@ -135,6 +139,22 @@ _INPUT_MODEL: dict[TaskType, type[GenerationInput] | type[TrainLoraInput]] = {
 WebhookEvent = Literal["start", "completed"]
 
 
+class CompatInfo(_Strict):
+    """How a task arrived on a stable-diffusion-on-eks compat route; the agent then also writes the
+    reference's ``.out`` file and result fields. Set by the API only (``/v1/tasks`` cannot send it)."""
+
+    api: Literal["v1alpha1", "v1alpha2"]
+    runtime: str = Field(description="the runtime name as the client sent it (may be an alias)")
+    checkpoint: str | None = Field(default=None, description="sd_model_checkpoint as sent (v1alpha1)")
+    context: Any = Field(default=None, description="metadata.context as sent, echoed in result messages")
+
+
+def _check_output_prefix(v: str | None) -> str | None:
+    if v is not None and v.split("/", 1)[0] in RESERVED_PREFIXES:
+        raise ValueError(f"'{v.split('/', 1)[0]}' is reserved inside the tenant prefix")
+    return v
+
+
 class TaskRequest(_Strict):
     """Body of ``POST /v1/tasks``. Build it with :func:`parse_task_request` to get field-named errors."""
 
@@ -148,6 +168,13 @@ class TaskRequest(_Strict):
     webhook: AnyHttpUrl | None = None
     webhook_events_filter: list[WebhookEvent] = ["completed"]
     context: dict[str, Any] | None = None
+    output_prefix: Annotated[
+        str | None,
+        Field(pattern=OUTPUT_PREFIX_PATTERN, description="outputs go to tenants/<you>/<prefix>/<id>/"),
+    ] = None
+    compat: CompatInfo | None = None
+
+    _prefix = field_validator("output_prefix")(_check_output_prefix)
 
     @field_validator("webhook")
     @classmethod
@@ -214,6 +241,9 @@ class _Envelope(_Strict):
     webhook: Any = None
     webhook_events_filter: Any = ["completed"]
     context: dict[str, Any] | None = None
+    output_prefix: Annotated[str | None, Field(pattern=OUTPUT_PREFIX_PATTERN)] = None
+
+    _prefix = field_validator("output_prefix")(_check_output_prefix)
 
 
 def parse_task_request(body: Any, *, insecure_webhook_origins: frozenset[str] = frozenset()) -> TaskRequest:
@@ -238,6 +268,9 @@ def parse_task_request(body: Any, *, insecure_webhook_origins: frozenset[str] = 
 def request_fingerprint(request: TaskRequest) -> str:
     """Stable hash of a request's meaning (id excluded): same id + same fingerprint = same task."""
     data = request.model_dump(mode="json", exclude={"id"})
+    for key in ("output_prefix", "compat"):  # fields added later: unset keeps earlier fingerprints
+        if data.get(key) is None:
+            data.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -292,6 +325,8 @@ class Task(_TypedInput):
     context: dict[str, Any] | None = None
     webhook: str | None = None
     webhook_events_filter: list[WebhookEvent] = ["completed"]
+    output_prefix: str | None = None
+    compat: CompatInfo | None = None
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -318,6 +353,8 @@ class QueueMessage(_TypedInput):
     input: TaskInput
     created_at: datetime
     trace_context: dict[str, str] = {}
+    output_prefix: str | None = None
+    compat: CompatInfo | None = None
 
     @classmethod
     def from_task(cls, task: Task, trace_context: dict[str, str] | None = None) -> QueueMessage:
@@ -331,6 +368,8 @@ class QueueMessage(_TypedInput):
             input=task.input,
             created_at=task.created_at,
             trace_context=trace_context or {},
+            output_prefix=task.output_prefix,
+            compat=task.compat,
         )
 
 

@@ -13,7 +13,7 @@ from easel.config import EaselConfig
 from easel.contract import QueueMessage, Task, TaskError, TaskRequest, TaskStatus, request_fingerprint
 from easel.errors import StoreError
 from easel.limits import check_limits, check_model
-from easel.naming import output_key
+from easel.naming import output_dir
 from easel.store import TaskStore, now
 from lambdas.api.deps import DispatchError, Presigner, Publisher
 from lambdas.api.errors import ServiceUnavailable
@@ -38,6 +38,8 @@ def build_task(request: TaskRequest, *, tenant: str, runtime: str) -> Task:
         context=request.context,
         webhook=str(request.webhook) if request.webhook is not None else None,
         webhook_events_filter=request.webhook_events_filter,
+        output_prefix=request.output_prefix,
+        compat=request.compat,
         created_at=now(),
     )
 
@@ -120,7 +122,8 @@ def present(
 
 
 def output_location(task: Task, outputs_bucket: str) -> str:
-    return f"s3://{outputs_bucket}/{output_key(task.tenant, task.id, 0).rsplit('/', 1)[0]}/"
+    """Where the task's outputs land, as stable-diffusion-on-eks reports it (no trailing slash)."""
+    return f"s3://{outputs_bucket}/{output_dir(task.tenant, task.id, task.output_prefix).rstrip('/')}"
 
 
 def _own_objects(task: Task, outputs_bucket: str) -> list[tuple[str, str]]:

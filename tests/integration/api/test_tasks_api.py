@@ -230,9 +230,10 @@ def test_v1alpha2_request_is_normalized_and_routed(acme: EaselClient, fresh: Loc
             },
         }
     }
-    task = acme.submit_v1alpha2(body)
-    assert (task["id_task"], task["model"], task["runtime"]) == ("alpha-1", "dreamshaper", "community")
-    assert task["output_location"].startswith(f"s3://{fresh.resources.outputs_bucket}/tenants/acme/")  # type: ignore[union-attr]
+    reply = acme.submit_v1alpha2(body)
+    task = reply["task"]
+    assert (reply["id"], task["model"], reply["runtime"]) == ("alpha-1", "dreamshaper", "community")
+    assert reply["output_location"] == f"s3://{fresh.resources.outputs_bucket}/tenants/acme/output/alpha-1"  # type: ignore[union-attr]
     assert _only_nonempty(drain(fresh)) == {"community-normal": 1}
 
 
