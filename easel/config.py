@@ -38,6 +38,9 @@ class Limits(_Section):
     # SNS caps a message at 256 KiB; keep the body well below that so attributes and the envelope fit.
     max_body_bytes: Annotated[int, Field(ge=1024, le=240 * 1024)] = 64 * 1024
     max_context_bytes: Annotated[int, Field(ge=0, le=64 * 1024)] = 8 * 1024
+    # A body carrying inline base64 images may be this large; the API moves the images to S3 and the rest
+    # must then fit max_body_bytes. Lambda's 6 MB request payload limit bounds it.
+    max_inline_body_bytes: Annotated[int, Field(ge=1024, le=6 * 1000 * 1000)] = 4 * 1024 * 1024
 
 
 class Throttle(_Section):

@@ -37,10 +37,14 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("POST", "/v1/tasks/{id}/cancel"),
+    ("POST", "/v1/uploads"),
+    ("POST", "/v1alpha1"),
     ("POST", "/v1alpha2"),
 )
 # Methods whose body must be a JSON object (the Lambda validates the fields; the edge rejects non-objects).
-JSON_BODY_ROUTES = frozenset({("POST", "/v1/tasks"), ("POST", "/v1alpha2")})
+JSON_BODY_ROUTES = frozenset(
+    {("POST", "/v1/tasks"), ("POST", "/v1/uploads"), ("POST", "/v1alpha1"), ("POST", "/v1alpha2")}
+)
 
 # Same release as the `lambdas` extra in pyproject.toml (tests check they agree).
 POWERTOOLS_VERSION = "3.37.0"

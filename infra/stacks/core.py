@@ -89,15 +89,26 @@ class CoreStack(cdk.Stack):
         grant_objects(
             self.storage.outputs_bucket, self.api.function, key_pattern="tenants/*", actions=OBJECT_READ
         )
+        # Inline base64 images are written to tenants/<t>/inputs/ by the API; its presigned upload POSTs
+        # are signed with this same permission (S3 checks the signer's rights at upload time).
+        grant_objects(
+            self.storage.outputs_bucket,
+            self.api.function,
+            key_pattern="tenants/*/inputs/*",
+            actions=("s3:PutObject",),
+        )
         acknowledge(
             self.api.function,
             [
                 f"AwsSolutions-IAM5[Resource::{nag_resource(self, self.storage.table.table_arn)}/index/*]",
                 "AwsSolutions-IAM5[Resource::"
                 f"{nag_resource(self, self.storage.outputs_bucket.arn_for_objects('tenants/*'))}]",
+                "AwsSolutions-IAM5[Resource::"
+                f"{nag_resource(self, self.storage.outputs_bucket.arn_for_objects('tenants/*/inputs/*'))}]",
             ],
             "Listing queries the table's two tenant indexes (by_tenant, by_status) and presigning reads "
-            "generated images under the tenants/ prefix; both wildcards stay inside one table or one prefix.",
+            "generated images under the tenants/ prefix, writing input images under tenants/*/inputs/; every "
+            "wildcard stays inside one table or one prefix.",
         )
 
         # The webhooks Lambda: reading its master key. Nothing else (SNS invokes it; its failure

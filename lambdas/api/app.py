@@ -18,13 +18,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from easel.errors import FieldError, StoreUnavailable, TaskConflict, TaskNotFound
 from lambdas.api.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, NotFound, ServiceUnavailable
 from lambdas.api.http import json_response
-from lambdas.api.routes import compat, models, tasks
+from lambdas.api.routes import compat, models, tasks, uploads
 from lambdas.api.telemetry import logger, tracer
 
 app = APIGatewayRestResolver()
 app.include_router(tasks.router)
 app.include_router(models.router)
 app.include_router(compat.router)
+app.include_router(uploads.router)
 
 
 def _error(exc: ApiError) -> Response[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -156,3 +157,21 @@ def _renamed(exc: FieldError, fields: Fields, content: Content) -> FieldError:
 
     errors = [{**e, "field": rename(e["field"])} for e in exc.errors]
     return FieldError(rename(exc.field), exc.reason, errors)
+
+
+def input_renamer(
+    base: str, link_field: str, has_link: Callable[[], bool]
+) -> Callable[[FieldError], FieldError]:
+    """Rename ``input.*`` errors of the input checks to the client's paths (``base`` = content path);
+    the init image came from ``alwayson_scripts.image_link`` when ``has_link()``."""
+
+    def one(name: str) -> str:
+        if name.startswith("input.init_images") and has_link():
+            return link_field
+        rest = name.removeprefix("input.")
+        return f"{base}.{rest}" if base else rest
+
+    def rename(exc: FieldError) -> FieldError:
+        return FieldError(one(exc.field), exc.reason, [{**e, "field": one(e["field"])} for e in exc.errors])
+
+    return rename

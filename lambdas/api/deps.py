@@ -80,6 +80,41 @@ class S3Presigner:
         return url
 
 
+class S3Inputs:
+    """Input objects and presigned uploads in the outputs bucket (``tenants/<t>/inputs/``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._s3 = client
+
+    def size(self, bucket: str, key: str) -> int | None:
+        try:
+            return int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def head_bytes(self, bucket: str, key: str, count: int) -> bytes:
+        body = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")["Body"]
+        data: bytes = body.read()
+        return data
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def presign_post(
+        self, bucket: str, key: str, *, content_type: str, max_bytes: int, ttl_seconds: int
+    ) -> dict[str, Any]:
+        post: dict[str, Any] = self._s3.generate_presigned_post(
+            Bucket=bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=ttl_seconds,
+        )
+        return post
+
+
 @dataclass
 class Deps:
     settings: ApiSettings
@@ -87,6 +122,7 @@ class Deps:
     store: TaskStore
     publisher: Publisher
     presigner: Presigner
+    inputs: S3Inputs | None = None
 
 
 _deps: Deps | None = None
@@ -113,6 +149,7 @@ def build_deps(settings: ApiSettings | None = None) -> Deps:
         ),
         publisher=SnsPublisher(session.client("sns"), settings.tasks_topic_arn),
         presigner=S3Presigner(session.client("s3")),
+        inputs=S3Inputs(session.client("s3")),
     )
 
 

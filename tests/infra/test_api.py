@@ -41,7 +41,7 @@ def test_task_bodies_must_be_json_objects_and_ids_are_required(example_synth: Sy
     template.resource_properties_count_is(
         "AWS::ApiGateway::Method",
         {"HttpMethod": "POST", "RequestModels": {"application/json": Match.any_value()}},
-        2,  # POST /v1/tasks and POST /v1alpha2
+        4,  # POST /v1/tasks, /v1/uploads, /v1alpha1 and /v1alpha2
     )
     template.resource_properties_count_is(
         "AWS::ApiGateway::Method", {"RequestParameters": {"method.request.path.id": True}}, 2
@@ -152,10 +152,13 @@ def test_api_lambda_may_only_touch_the_table_tasks_topic_and_tenant_outputs(exam
             "kms:Decrypt",
             "kms:GenerateDataKey",
             "s3:GetObject",
+            "s3:PutObject",
         ]
     )
     s3_statement = next(s for s in policies[0] if s["Action"] == "s3:GetObject")
     assert json.dumps(s3_statement["Resource"]).endswith('/tenants/*"]]}')
+    put = next(s for s in policies[0] if s["Action"] == "s3:PutObject")
+    assert json.dumps(put["Resource"]).endswith('/tenants/*/inputs/*"]]}')
 
 
 def test_powertools_layer_matches_the_lambdas_extra_pin() -> None:

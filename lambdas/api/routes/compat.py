@@ -13,8 +13,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel
 
-from easel.contract import Task
-from lambdas.api import http, intake, service, v1alpha1, v1alpha2
+from easel.contract import Task, TaskRequest
+from lambdas.api import compat_request, http, intake, service, v1alpha1, v1alpha2
 from lambdas.api.deps import get_deps
 from lambdas.api.routes.docs import errors, ok
 from lambdas.api.telemetry import tracer
@@ -50,7 +50,26 @@ def _location(task: Task) -> str:
 @tracer.capture_method
 def submit_v1alpha2() -> Response[str]:
     config = get_deps().config
-    task, _ = intake.accept(router.current_event, lambda body: v1alpha2.normalize(body, config))
+    seen: dict[str, Any] = {}
+
+    def parse(body: Any) -> TaskRequest:
+        seen["body"] = body
+        return v1alpha2.normalize(body, config)
+
+    def has_link() -> bool:
+        scripts = (((seen.get("body") or {}).get("task") or {}).get("content") or {}).get("alwayson_scripts")
+        return isinstance(scripts, dict) and bool(scripts.get("image_link"))
+
+    content = "task.content"
+    task, _ = intake.accept(
+        router.current_event,
+        parse,
+        image_paths=[
+            (*content.split("."), "init_images", "*"),
+            (*content.split("."), "alwayson_scripts", "image_link"),
+        ],
+        rename=compat_request.input_renamer(content, f"{content}.alwayson_scripts.image_link", has_link),
+    )
     doc: dict[str, Any] = {
         "id": task.id,
         "runtime": task.compat.runtime if task.compat else task.runtime,
@@ -70,7 +89,22 @@ def submit_v1alpha2() -> Response[str]:
 @tracer.capture_method
 def submit_v1alpha1() -> Response[str]:
     config = get_deps().config
-    task, _ = intake.accept(router.current_event, lambda body: v1alpha1.normalize(body, config))
+    seen: dict[str, Any] = {}
+
+    def parse(body: Any) -> TaskRequest:
+        seen["body"] = body
+        return v1alpha1.normalize(body, config)
+
+    def has_link() -> bool:
+        scripts = (seen.get("body") or {}).get("alwayson_scripts")
+        return isinstance(scripts, dict) and bool(scripts.get("image_link"))
+
+    task, _ = intake.accept(
+        router.current_event,
+        parse,
+        image_paths=[("init_images", "*"), ("alwayson_scripts", "image_link")],
+        rename=compat_request.input_renamer("", "alwayson_scripts.image_link", has_link),
+    )
     checkpoint = task.compat.checkpoint if task.compat and task.compat.checkpoint else task.model
     doc: dict[str, Any] = {
         "id_task": task.id,

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from easel.client import EaselClient
+from infra.local.demo import tiny_png, upload_init_image
 from infra.local.stack import LocalStack
 from tests.integration.api.helpers import call, drain, message_counts, table_items
 
@@ -36,7 +37,7 @@ def test_v1alpha2_text_to_image_sample_answers_like_the_reference(
     assert {k: reply[k] for k in ("id", "runtime", "output_location")} == {
         "id": "test-t2i",
         "runtime": "sdruntime",
-        "output_location": f"s3://{bucket}/tenants/acme/output/test-t2i",
+        "output_location": f"s3://{bucket}/tenants/acme/tasks/test-t2i",
     }
     assert reply["task"]["status"] == "queued" and reply["task"]["runtime"] == "sd15"
     queued = _only_nonempty(drain(fresh))
@@ -56,10 +57,14 @@ def test_replay_of_a_sample_is_200_and_enqueues_nothing_more(acme: EaselClient, 
     assert call(acme, "POST", "/v1alpha2", json_body=changed).status == 409
 
 
+def _cat(stack: LocalStack) -> str:
+    assert stack.resources is not None
+    return upload_init_image(stack.client("s3"), stack.resources.outputs_bucket, "acme", tiny_png())
+
+
 def test_v1alpha2_image_to_image_sample_with_a_tenant_s3_image(acme: EaselClient, fresh: LocalStack) -> None:
-    assert fresh.resources is not None
     body = sample("v1alpha2/i2i.json")
-    image = f"s3://{fresh.resources.outputs_bucket}/tenants/acme/inputs/cat.png"
+    image = _cat(fresh)
     body["task"]["content"]["init_images"] = [image]
     reply = acme.submit_v1alpha2(body)
     assert reply["id"] == "test-i2i" and reply["task"]["input"]["init_images"] == [image]
@@ -73,10 +78,10 @@ def test_v1alpha1_samples_answer_like_the_reference(acme: EaselClient, fresh: Lo
     assert {k: t2i[k] for k in ("id_task", "sd_model_checkpoint", "output_location")} == {
         "id_task": "test-t2i",
         "sd_model_checkpoint": "sd_xl_turbo_1.0.safetensors",
-        "output_location": f"s3://{bucket}/tenants/acme/outputs/test-t2i",
+        "output_location": f"s3://{bucket}/tenants/acme/tasks/test-t2i",
     }
     body = sample("v1alpha1/i2i.json")
-    body["alwayson_scripts"]["image_link"] = f"s3://{bucket}/tenants/acme/inputs/cat.png"
+    body["alwayson_scripts"]["image_link"] = _cat(fresh)
     i2i = acme.submit_v1alpha1(body)
     assert i2i["task"]["input"]["init_images"] == [body["alwayson_scripts"]["image_link"]]
     assert sum(message_counts(fresh).values()) == 2
@@ -105,3 +110,30 @@ def test_the_same_client_id_in_two_tenants_is_two_tasks(
     b = globex.submit_v1alpha2(sample("v1alpha2/t2i.json"))
     assert a["output_location"].replace("/acme/", "/globex/") == b["output_location"]
     assert len(table_items(fresh)) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "field"),
+    [
+        ("/v1alpha2", "v1alpha2/i2i.json", "task.content.init_images.0"),
+        ("/v1alpha1", "v1alpha1/i2i.json", "alwayson_scripts.image_link"),
+    ],
+)
+def test_sample_image_urls_on_hosts_not_allowed_are_refused_at_submit(
+    acme: EaselClient, fresh: LocalStack, path: str, name: str, field: str
+) -> None:
+    reply = call(acme, "POST", path, json_body=sample(name))
+    assert reply.status == 400 and reply.error["field"] == field, reply.body
+    assert "allowed_https_hosts" in reply.error["message"]
+    assert table_items(fresh) == [] and sum(message_counts(fresh).values()) == 0
+
+
+def test_inline_base64_init_image_of_a_v1alpha2_request_is_moved_to_s3(
+    acme: EaselClient, fresh: LocalStack
+) -> None:
+    import base64
+
+    body = sample("v1alpha2/i2i.json")
+    body["task"]["content"]["init_images"] = [base64.b64encode(tiny_png()).decode()]
+    reply = acme.submit_v1alpha2(body)
+    assert reply["task"]["input"]["init_images"][0].startswith("s3://")

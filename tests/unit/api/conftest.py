@@ -17,7 +17,7 @@ from easel.contract import QueueMessage
 from easel.naming import Names
 from easel.store import TaskStore
 from infra.local.provision import provision
-from lambdas.api.deps import ApiSettings, Deps, DispatchError, set_deps
+from lambdas.api.deps import ApiSettings, Deps, DispatchError, S3Inputs, set_deps
 
 ACME_ARN = "arn:aws:iam::123456789012:role/acme-app"
 GLOBEX_ARN = "arn:aws:iam::123456789012:role/globex-app"
@@ -61,6 +61,7 @@ def deps(
         store=TaskStore(aws_session.client("dynamodb"), resources.table),
         publisher=FakePublisher(),
         presigner=FakePresigner(),
+        inputs=S3Inputs(aws_session.client("s3")),
     )
     set_deps(built)
     yield built
