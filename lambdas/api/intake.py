@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from easel.contract import Task, TaskRequest
 from easel.errors import FieldError
+from easel.limits import check_limits, check_model
 from lambdas.api import http, inputs, service
 from lambdas.api.deps import get_deps
 from lambdas.api.telemetry import record_submitted
@@ -57,6 +58,9 @@ def accept(
         # Only inline images earn the larger body limit: check the raw size as for any other body.
         http.json_body(event, limits.max_body_bytes)
     request = parse(prepared.body)
+    # Model and limits first: a request the model cannot serve is refused for that, not for its images.
+    check_model(request, deps.config)
+    check_limits(request, limits)
     if deps.inputs is not None:
         try:
             inputs.check_refs(
