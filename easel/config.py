@@ -6,6 +6,7 @@ Nothing reads the config at import time: call :func:`load_config`.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from easel.contract.tasks import NAME_PATTERN, TaskType
 from easel.errors import ConfigError
+from easel.tenancy import role_pattern_problem
 
 RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,30}$"
 TENANT_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
 STACK_NAME = r"^[a-z][a-z0-9-]{0,23}$"
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 
 
 class _Section(BaseModel):
@@ -59,8 +62,18 @@ class ApiConfig(_Section):
 
 class Tenant(_Section):
     id: Annotated[str, Field(pattern=TENANT_ID)]
-    # IAM principal ARNs (fnmatch globs allowed, e.g. "arn:aws:sts::123456789012:assumed-role/App/*").
+    # IAM principal ARNs, fnmatch globs allowed (see easel/tenancy.py): users
+    # ("arn:aws:iam::1234...:user/alice"), roles ("arn:aws:iam::1234...:role/acme-*", matching every session
+    # of an assumed role), federated users ("arn:aws:sts::1234...:federated-user/bob").
     principals: list[str] = []
+
+    @model_validator(mode="after")
+    def _role_patterns(self) -> Tenant:
+        for i, pattern in enumerate(self.principals):
+            problem = role_pattern_problem(pattern)
+            if problem:
+                raise ValueError(f"principals.{i}: '{pattern}': {problem}")
+        return self
 
 
 class ModelFormat(StrEnum):
@@ -344,8 +357,10 @@ def parse_config(data: Any, source: str = "config") -> EaselConfig:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        if not key and ": " in msg and msg.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum():
-            key, msg = msg.split(": ", 1)
+        # A validator that knows the exact key below its own says so as "sub.key: reason".
+        head, sep, rest = msg.partition(": ")
+        if sep and _DOTTED.fullmatch(head):
+            key, msg = (f"{key}.{head}" if key else head), rest
         raise ConfigError(key or source, msg) from None
 
 

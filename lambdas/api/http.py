@@ -11,7 +11,6 @@ import binascii
 import json
 import os
 import re
-from fnmatch import fnmatchcase
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from easel.config import EaselConfig
 from easel.contract.tasks import ID_PATTERN
+from easel.tenancy import resolve_tenant
 from lambdas.api.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
 
 _ID = re.compile(ID_PATTERN)
@@ -37,13 +37,13 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def caller_tenant(event: APIGatewayProxyEvent, config: EaselConfig) -> str:
-    """The tenant whose ``principals`` (fnmatch globs) match the caller's IAM principal ARN."""
+    """The tenant of the caller's IAM identity (user, assumed role by its role ARN, federated user)."""
     arn = (event.get("requestContext") or {}).get("identity", {}).get("userArn") or ""
-    if arn:
-        for tenant in config.tenants:
-            if any(fnmatchcase(arn, pattern) for pattern in tenant.principals):
-                return tenant.id
-    raise Forbidden(f"principal '{arn or 'anonymous'}' is not mapped to a tenant", code="unknown_principal")
+    tenant = resolve_tenant(arn, config.tenants)
+    if tenant is None:
+        # The caller's own ARN is not echoed: tenant-readable text never carries ARNs or account ids.
+        raise Forbidden("the caller's IAM identity is not mapped to a tenant", code="unknown_principal")
+    return tenant
 
 
 def json_body(event: APIGatewayProxyEvent, max_bytes: int) -> Any:
