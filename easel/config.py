@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from easel.contract.tasks import NAME_PATTERN, TaskType
+from easel.contract.tasks import NAME_PATTERN, Priority, TaskType
 from easel.errors import ConfigError
 from easel.tenancy import role_pattern_problem
 
@@ -60,12 +60,29 @@ class ApiConfig(_Section):
     list_max_limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+class Entitlements(_Section):
+    """What one tenant may ask for; the API refuses the rest before anything is stored or queued."""
+
+    # Model / runtime names this tenant may use; unset = all.
+    models: list[str] | None = None
+    runtimes: list[str] | None = None
+    # The highest priority this tenant may submit (high > normal > low).
+    max_priority: Priority = Priority.HIGH
+    # Tasks queued plus processing at once; one more is refused with 429 and Retry-After. Unset = no limit.
+    max_active_tasks: Annotated[int | None, Field(ge=1)] = None
+    # Images per UTC day (a generation counts its batch_size, a LoRA training run counts 1). Unset = none.
+    daily_images: Annotated[int | None, Field(ge=1)] = None
+    # The Retry-After (seconds) sent with a max_active_tasks refusal: about one task's service time.
+    retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+
+
 class Tenant(_Section):
     id: Annotated[str, Field(pattern=TENANT_ID)]
     # IAM principal ARNs, fnmatch globs allowed (see easel/tenancy.py): users
     # ("arn:aws:iam::1234...:user/alice"), roles ("arn:aws:iam::1234...:role/acme-*", matching every session
     # of an assumed role), federated users ("arn:aws:sts::1234...:federated-user/bob").
     principals: list[str] = []
+    entitlements: Entitlements = Entitlements()
 
     @model_validator(mode="after")
     def _role_patterns(self) -> Tenant:
@@ -156,6 +173,8 @@ class RuntimeSpec(_Section):
         CapacityType.SPOT,
         CapacityType.ON_DEMAND,
     ]
+    # GPUs per pod. Only 1 for now: the runtime runs one generation at a time on one device, so more would be
+    # reserved and paid for while idle. Scale out with scaling.max_replicas instead.
     gpus: Annotated[int, Field(ge=1, le=8)] = 1
     scaling: Scaling = Scaling()
     task_timeout_seconds: Annotated[int, Field(ge=30, le=12 * 3600)] = 900
@@ -172,6 +191,16 @@ class RuntimeSpec(_Section):
         if self.kind == "sdwebui" and self.images is None:
             raise ValueError(
                 "images: a sdwebui runtime runs a stock WebUI image; set images.runtime and images.agent"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_gpu(self) -> RuntimeSpec:
+        if self.gpus != 1:
+            raise ValueError(
+                f"gpus: {self.gpus} GPUs per pod is not supported: the runtime uses one GPU (one generation "
+                "at a time), so the others would sit reserved and idle; set gpus: 1 and raise "
+                "scaling.max_replicas"
             )
         return self
 
@@ -305,6 +334,14 @@ class EaselConfig(_Section):
                     raise ValueError(f"runtimes.{i}.aliases: '{alias}' already names a runtime")
                 aliased.add(alias)
         runtimes = {r.name: r for r in self.runtimes}
+        models = {m.name for m in self.models}
+        for i, t in enumerate(self.tenants):
+            for j, name in enumerate(t.entitlements.models or []):
+                if name not in models:
+                    raise ValueError(f"tenants.{i}.entitlements.models.{j}: unknown model '{name}'")
+            for j, name in enumerate(t.entitlements.runtimes or []):
+                if name not in runtimes:
+                    raise ValueError(f"tenants.{i}.entitlements.runtimes.{j}: unknown runtime '{name}'")
         for i, m in enumerate(self.models):
             if m.runtime not in runtimes:
                 raise ValueError(f"models.{i}.runtime: unknown runtime '{m.runtime}'")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _usage_key(tenant: str, day: str) -> str:
+    return f"_usage#{tenant}#{day}"
 
 
 def _key(tenant: str, task_id: str) -> dict[str, Any]:
@@ -275,6 +280,78 @@ class TaskStore:
         except _ConditionFailed:
             return False
         return True
+
+    # -- per-tenant usage (entitlements) ----------------------------------------------------------------
+    def count_active(self, tenant: str, *, up_to: int) -> int:
+        """Tasks of ``tenant`` queued or processing, counted up to ``up_to`` (enough to compare with a limit).
+
+        Counted on the ``by_status`` index, which is eventually consistent: a burst of concurrent submits can
+        overshoot a limit by the burst's size, never by more.
+        """
+        total = 0
+        for status in (TaskStatus.QUEUED, TaskStatus.PROCESSING):
+            start: dict[str, Any] | None = None
+            while total < up_to:
+                kwargs: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": GSI_BY_STATUS,
+                    "KeyConditionExpression": "#h = :h",
+                    "ExpressionAttributeNames": {"#h": "tenant_status"},
+                    "ExpressionAttributeValues": {":h": {"S": f"{tenant}#{status}"}},
+                    "Select": "COUNT",
+                    "Limit": up_to - total,
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                resp = self._call("query", **kwargs)
+                total += int(resp.get("Count", 0))
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
+        return total
+
+    def charge_images(self, tenant: str, day: str, images: int, *, quota: int) -> int | None:
+        """Add ``images`` to the tenant's count for ``day`` (UTC ``YYYY-MM-DD``) if it stays within ``quota``.
+
+        Returns the new count, or None when the charge would pass the quota (nothing is added). One atomic
+        conditional write on a usage item (``_usage#<tenant>#<day>``: tenant ids cannot start with ``_``, so
+        it never collides with a task) that expires two days later.
+        """
+        if images > quota:
+            return None
+        expires = int((datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=2)).timestamp())
+        try:
+            resp = self._call(
+                "update_item",
+                TableName=self._table,
+                Key={PARTITION_KEY: {"S": _usage_key(tenant, day)}},
+                UpdateExpression="ADD #n :n SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#n) OR #n <= :room",
+                ExpressionAttributeNames={"#n": "images", "#ttl": TTL_ATTR},
+                ExpressionAttributeValues={
+                    ":n": {"N": str(images)},
+                    ":room": {"N": str(quota - images)},
+                    ":ttl": {"N": str(expires)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except _ConditionFailed:
+            return None
+        return int(resp["Attributes"]["images"]["N"])
+
+    def refund_images(self, tenant: str, day: str, images: int) -> None:
+        """Take back a charge whose task was not created (idempotent replay, conflict, failure)."""
+        # A usage item that expired meanwhile has nothing to take back.
+        with contextlib.suppress(_ConditionFailed):
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={PARTITION_KEY: {"S": _usage_key(tenant, day)}},
+                UpdateExpression="ADD #n :n",
+                ConditionExpression="attribute_exists(#n)",
+                ExpressionAttributeNames={"#n": "images"},
+                ExpressionAttributeValues={":n": {"N": str(-images)}},
+            )
 
     # -- plumbing -------------------------------------------------------------------------------------
     def _get_raw(self, tenant: str, task_id: str) -> dict[str, Any] | None:

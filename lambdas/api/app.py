@@ -29,7 +29,7 @@ app.include_router(uploads.router)
 
 
 def _error(exc: ApiError) -> Response[str]:
-    return json_response(exc.status, exc.body())
+    return json_response(exc.status, exc.body(), headers=exc.headers() or None)
 
 
 @app.exception_handler(ApiError)

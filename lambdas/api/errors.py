@@ -8,6 +8,7 @@
     ├── Conflict                409 idempotency mismatch, or a status change the task no longer allows
     ├── PayloadTooLarge         413 body over ``api.limits.max_body_bytes``
     ├── UnsupportedMediaType    415 body that is not ``application/json``
+    ├── TooManyRequests         429 over a tenant's entitlement (tasks in flight, daily quota); Retry-After
     └── ServiceUnavailable      503 AWS (table, topic) unavailable: retry later
 
 Core errors (:mod:`easel.errors`) are mapped onto these by the handlers in ``app.py``.
@@ -36,6 +37,10 @@ class ApiError(Exception):
         if code is not None:
             self.code = code
         self.extra = extra or {}
+
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the error (none by default)."""
+        return {}
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -78,6 +83,19 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.extra.setdefault("retry_after_seconds", retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ApiError):

@@ -1,6 +1,7 @@
 """The API's domain functions: plain code over the task store and the publisher (no HTTP in here).
 
-Submit order: validate (caller) -> model + limits -> store.create (idempotent) -> publish -> task.
+Submit order: validate (caller) -> model + limits -> entitlements (allowed, in flight, daily quota) ->
+store.create (idempotent) -> publish -> task.
 If publishing fails the task is marked ``failed`` (``dispatch_failed``) so it never sits ``queued`` forever.
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from easel.config import EaselConfig
+from easel.config import EaselConfig, Entitlements
 from easel.contract import QueueMessage, Task, TaskError, TaskRequest, TaskStatus, request_fingerprint
 from easel.errors import StoreError
 from easel.limits import check_limits, check_model
 from easel.naming import output_dir
 from easel.store import TaskStore, now
+from lambdas.api import entitlements
 from lambdas.api.deps import DispatchError, Presigner, Publisher
 from lambdas.api.errors import ServiceUnavailable
 
@@ -61,15 +63,30 @@ def submit(
     """
     runtime = check_model(request, config)
     check_limits(request, config.api.limits)
-    task, created = store.create(
-        build_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
-    )
+    tenant_config = config.tenant(tenant)
+    rules = tenant_config.entitlements if tenant_config else Entitlements()
+    entitlements.check_allowed(request, runtime, rules)
+    charge = None
+    # An idempotent replay of an existing task is answered as usual, whatever the tenant's usage now.
+    if request.id is None or store.find(tenant, request.id) is None:
+        entitlements.check_active(store, tenant, rules)
+        charge = entitlements.charge_daily(store, tenant, request, rules, now())
+    try:
+        task, created = store.create(
+            build_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
+        )
+    except BaseException:
+        entitlements.refund(store, charge)
+        raise
+    if not created:
+        entitlements.refund(store, charge)
     if not created and (task.status is not TaskStatus.QUEUED or task.dispatched_at is not None):
         return task, created
     try:
         publisher.publish(QueueMessage.from_task(task, trace))
     except DispatchError as exc:
         if created:
+            entitlements.refund(store, charge)
             # Nobody will ever pick this task up: say so in the task rather than leave it queued.
             store.transition(
                 tenant,

@@ -41,6 +41,7 @@ def test_shipped_configs_load() -> None:
         ),
         (lambda c: c.update(stack_name="Bad_Name"), "stack_name", "pattern"),
         (lambda c: c["runtimes"][0].update(gpus=0), "runtimes.0.gpus", "greater than or equal to 1"),
+        (lambda c: c["runtimes"][0].update(gpus=2), "runtimes.0.gpus", "2 GPUs per pod is not supported"),
         (lambda c: c["runtimes"][0]["scaling"].update(min_replicas=5), "runtimes.0.scaling", "min_replicas"),
         (
             lambda c: c["runtimes"][0].update(images={"runtime": {"repository": "r", "tag": "latest"}}),
@@ -81,7 +82,7 @@ def test_naming_is_deterministic() -> None:
 def test_filter_policies() -> None:
     assert lane_filter_policy("sd15", "high") == {"runtime": ["sd15"], "priority": ["high"]}
     assert lane_filter_policy("sd15", "normal")["priority"] == [{"anything-but": ["high"]}]
-    assert unroutable_filter_policy(["b", "a"]) == {"runtime": [{"anything-but": ["a", "b"]}]}
+    assert unroutable_filter_policy(["b", "a"])["$or"][0] == {"runtime": [{"anything-but": ["a", "b"]}]}
 
 
 def test_limits_and_model_registry() -> None:
@@ -99,3 +100,19 @@ def test_limits_and_model_registry() -> None:
     with pytest.raises(FieldError) as info:
         check_model(unknown, cfg)
     assert info.value.field == "model"
+
+
+def test_entitlements_name_known_models_and_runtimes() -> None:
+    data = base()
+    data["tenants"][0]["entitlements"] = {"models": ["sd15", "nope"]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert (info.value.key, info.value.reason) == ("tenants.0.entitlements.models.1", "unknown model 'nope'")
+    data["tenants"][0]["entitlements"] = {"runtimes": ["gone"], "max_priority": "low"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.key == "tenants.0.entitlements.runtimes.0"
+    data["tenants"][0]["entitlements"] = {"max_active_tasks": 0}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.key == "tenants.0.entitlements.max_active_tasks"
