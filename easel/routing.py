@@ -18,5 +18,15 @@ def lane_filter_policy(runtime: str, lane: Lane | str) -> dict[str, list[Any]]:
 
 
 def unroutable_filter_policy(runtimes: list[str]) -> dict[str, list[Any]]:
-    """Catches messages for a runtime nobody serves (should stay empty; it has an alarm)."""
-    return {"runtime": [{"anything-but": sorted(runtimes)}]}
+    """Everything no lane takes: a runtime nobody serves, or a message missing ``runtime`` or ``priority``.
+
+    The lanes' policies need both attributes, and SNS drops a message no subscription matches; this catch-all
+    (alarmed, should stay empty) makes the lanes plus ``unroutable`` cover every message published.
+    """
+    return {
+        "$or": [
+            {"runtime": [{"anything-but": sorted(runtimes)}]},
+            {"runtime": [{"exists": False}]},
+            {"priority": [{"exists": False}]},
+        ]
+    }

@@ -63,6 +63,40 @@ def test_message_for_an_unknown_runtime_lands_in_unroutable(acme: EaselClient, f
     assert found["unroutable"][0]["body"] == {"id": task["id"]}
 
 
+@pytest.mark.parametrize(
+    ("missing", "runtime"),
+    [
+        (("runtime",), "sd15"),
+        (("priority",), "sd15"),
+        (("priority",), "community"),
+        (("runtime", "priority"), ""),
+    ],
+)
+def test_message_missing_a_routing_attribute_lands_in_unroutable(
+    acme: EaselClient, fresh: LocalStack, missing: tuple[str, ...], runtime: str
+) -> None:
+    task = acme.submit(t2i("sd15"))
+    drain(fresh)
+    assert fresh.resources is not None
+    attrs = {**routing_attributes_of(task), "runtime": runtime}
+    for name in missing:
+        del attrs[name]
+    fresh.client("sns").publish(
+        TopicArn=fresh.resources.tasks_topic_arn,
+        Message=json.dumps({"id": task["id"]}),
+        MessageAttributes=sns_attributes(attrs),
+    )
+    found = drain(fresh)
+    assert _only_nonempty(found) == {"unroutable": 1}
+    # The same message with every attribute still reaches its lane, and only its lane.
+    fresh.client("sns").publish(
+        TopicArn=fresh.resources.tasks_topic_arn,
+        Message=json.dumps({"id": task["id"]}),
+        MessageAttributes=sns_attributes({**routing_attributes_of(task), "runtime": runtime or "sd15"}),
+    )
+    assert _only_nonempty(drain(fresh)) == {f"{runtime or 'sd15'}-normal": 1}
+
+
 def routing_attributes_of(task: dict[str, object]) -> dict[str, str]:
     from easel.contract import Task
 
