@@ -70,6 +70,7 @@ def main() -> int:
         ),
         host=settings.agent_host,
         port=settings.agent_port,
+        control_peers=settings.agent_control_peers,
     ).start()
     log.info(
         "queue agent starting",

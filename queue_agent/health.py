@@ -6,6 +6,11 @@
     GET /stats   JSON counters (runtime busy seconds, tasks done, ...) for ``easel bench agent``
 
 Standard library server: four GET routes do not justify a web framework in the sidecar image.
+
+The probes are read-only and open to whoever reaches the port (the kubelet, from the node). ``/drain`` (it
+stops the pod taking work) and ``/stats`` answer only 127.0.0.1, ::1 and the ``control_peers`` given (the
+node's address, from which the kubelet runs the preStop hook); anyone else gets 403. The chart's
+NetworkPolicy keeps other pods off the port altogether; this holds where no engine enforces it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,8 +37,15 @@ class Probes:
 
 
 class HealthServer:
-    def __init__(self, probes: Probes, *, host: str = "0.0.0.0", port: int = 8081) -> None:
-        handler = _handler_for(probes)
+    def __init__(
+        self,
+        probes: Probes,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8081,
+        control_peers: Iterable[str] = (),
+    ) -> None:
+        handler = _handler_for(probes, frozenset({*_LOOPBACK, *(_plain_ip(p) for p in control_peers)}))
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -53,10 +65,22 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(probes: Probes) -> type[BaseHTTPRequestHandler]:
+_LOOPBACK = ("127.0.0.1", "::1")
+_CONTROL = ("/drain", "/stats")
+
+
+def _plain_ip(address: str) -> str:
+    # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+    return address.strip().removeprefix("::ffff:")
+
+
+def _handler_for(probes: Probes, control_peers: frozenset[str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
+            if url.path in _CONTROL and _plain_ip(str(self.client_address[0])) not in control_peers:
+                self._send(403, {"error": f"{url.path} is only served to the pod itself and its node"})
+                return
             if url.path in ("/ready", "/live"):
                 state = (probes.ready if url.path == "/ready" else probes.live)()
                 self._send(200 if state.get("ok") else 503, state)

@@ -40,6 +40,9 @@ class AgentSettings(BaseSettings):
     # -- tuning (EASEL_AGENT_*) --------------------------------------------------------------------------
     # Probes come from the kubelet to the pod IP, so listen on every interface in the pod.
     agent_host: str = "0.0.0.0"
+    # Addresses besides 127.0.0.1/::1 allowed to call /drain and /stats: the node's, from which the kubelet
+    # runs the preStop hook (the chart sets it from status.hostIP). Everyone else gets 403 there.
+    agent_control_peers: CommaList = []
     # Messages received ahead of the running task (inputs fetched meanwhile). Small: held messages are
     # invisible to other pods. High-lane messages may use one slot more than normal ones, so a high task
     # that arrives while normal ones are prefetched is still received and runs first.
@@ -68,7 +71,13 @@ class AgentSettings(BaseSettings):
     # re-vets every redirect hop). Exists so tests can exercise the https path against a loopback server.
     agent_test_insecure_origins: CommaList = []
 
-    @field_validator("input_buckets", "allowed_https_hosts", "agent_test_insecure_origins", mode="before")
+    @field_validator(
+        "input_buckets",
+        "allowed_https_hosts",
+        "agent_test_insecure_origins",
+        "agent_control_peers",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
         if isinstance(v, str):

@@ -166,6 +166,7 @@ class Cluster(Construct):
             self.keda_chart,
             self.s3_csi_addon,
             self.pod_identity_agent,
+            self.vpc_cni_addon,
         ]
         self._acknowledge()
 
@@ -312,6 +313,18 @@ class Cluster(Construct):
 
     # -- add-ons --------------------------------------------------------------------------------------------
     def _addons(self) -> None:
+        # The runtime chart ships a deny-all-ingress NetworkPolicy (no other pod reaches the runtime or the
+        # agent's /drain); EKS accepts NetworkPolicy objects but enforces them only once the VPC CNI's
+        # network policy agent is on. Taking the CNI over as a managed add-on turns it on.
+        self.vpc_cni_addon = eks.CfnAddon(
+            self,
+            "VpcCni",
+            addon_name="vpc-cni",
+            cluster_name=self.cluster.cluster_name,
+            resolve_conflicts="OVERWRITE",
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+        )
+        self.vpc_cni_addon.node.add_dependency(self.system_nodegroup)
         self.s3_csi_role = pod_identity_role(
             self, "S3CsiDriverRole", f"{self.cluster_name}: Mountpoint for Amazon S3 CSI driver"
         )

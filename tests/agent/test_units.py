@@ -312,3 +312,45 @@ def test_task_done_record_is_an_emf_document() -> None:
     for dims in cw["Dimensions"]:
         assert all(d in doc for d in dims)
     assert all(m["Name"] in doc for m in cw["Metrics"])
+
+
+def test_control_endpoints_answer_only_loopback_and_the_node() -> None:
+    """/drain and /stats refuse any peer but 127.0.0.1/::1 and the configured node address; probes stay open.
+
+    Other peers are simulated with another loopback source address (127.0.0.2), never a real network.
+    """
+    import httpx
+
+    from queue_agent.health import HealthServer, Probes
+
+    drains: list[float] = []
+
+    def drain(timeout: float) -> bool:
+        drains.append(timeout)
+        return True
+
+    probes = Probes(
+        ready=lambda: {"ok": True}, live=lambda: {"ok": True}, drain=drain, stats=lambda: {"n": 1}
+    )
+
+    def get(server: HealthServer, path: str, source: str) -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(transport=transport, timeout=10) as client:
+            return client.get(f"http://127.0.0.1:{server.port}{path}")
+
+    closed = HealthServer(probes, host="127.0.0.1", port=0).start()
+    node = HealthServer(probes, host="127.0.0.1", port=0, control_peers=["127.0.0.2"]).start()
+    try:
+        for path in ("/drain", "/stats"):
+            refused = get(closed, path, "127.0.0.2")
+            assert refused.status_code == 403 and "node" in refused.json()["error"]
+        assert drains == []
+        assert get(closed, "/ready", "127.0.0.2").status_code == 200
+        assert get(closed, "/live", "127.0.0.2").status_code == 200
+        assert get(closed, "/stats", "127.0.0.1").json() == {"n": 1}
+        assert get(node, "/drain?timeout=3", "127.0.0.2").json() == {"drained": True}
+        assert get(closed, "/drain?timeout=4", "127.0.0.1").status_code == 200
+        assert drains == [3.0, 4.0]
+    finally:
+        closed.stop()
+        node.stop()

@@ -53,7 +53,8 @@ def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def env_of(c: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in c.get("env", [])}
+    # A variable from the downward API shows as its valueFrom, as JSON.
+    return {e["name"]: e["value"] if "value" in e else json.dumps(e["valueFrom"]) for e in c.get("env", [])}
 
 
 def agent_env_contract() -> set[str]:
@@ -339,7 +340,7 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     values, docs = effective_values(value_set), render(value_set)
     env = env_of(container(docs, "queue-agent"))
     # Besides the contract: HOME (read-only root), the agent's tuning knobs the chart derives, extraEnv.
-    tuning = {"EASEL_AGENT_SHUTDOWN_GRACE_SECONDS", "EASEL_AGENT_LORA_STYLE"}
+    tuning = {"EASEL_AGENT_SHUTDOWN_GRACE_SECONDS", "EASEL_AGENT_LORA_STYLE", "EASEL_AGENT_CONTROL_PEERS"}
     extra = {e["name"] for e in values["agent"]["extraEnv"]} | {"HOME"} | tuning
     assert set(env) - extra == agent_env_contract() - LOCAL_ONLY_ENV
     shutdown_grace = values["agent"]["shutdownGraceSeconds"] or values["runtime"]["taskTimeoutSeconds"]
@@ -359,6 +360,8 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     assert env["EASEL_MAX_RECEIVE_COUNT"] == str(values["runtime"]["maxReceiveCount"])
     assert env["EASEL_RUNTIME_URL"] == f"http://127.0.0.1:{values['runtime']['port']}"
     assert env["AWS_REGION"] == values["aws"]["region"]
+    # /drain and /stats answer the node (the kubelet's preStop) besides loopback, nobody else.
+    assert json.loads(env["EASEL_AGENT_CONTROL_PEERS"]) == {"fieldRef": {"fieldPath": "status.hostIP"}}
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)

@@ -157,7 +157,7 @@ def test_values_from_config_render(helm: str, tmp_path: Path, release: str, valu
     agent = next(
         c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "queue-agent"
     )
-    env = {e["name"]: e["value"] for e in agent["env"]}
+    env = {e["name"]: e["value"] for e in agent["env"] if "value" in e}
     assert json.loads(env["EASEL_MODELS"]) == {m["name"]: m["path"] for m in values["runtime"]["models"]}
 
 

@@ -176,6 +176,7 @@ def test_addons_with_pod_identity_roles(synth: Synth) -> None:
         "eks-pod-identity-agent",
         "aws-mountpoint-s3-csi-driver",
         "amazon-cloudwatch-observability",
+        "vpc-cni",
     }
     assert (
         addons["aws-mountpoint-s3-csi-driver"]["PodIdentityAssociations"][0]["ServiceAccount"]
@@ -216,3 +217,21 @@ def test_private_subnets_are_tagged_for_karpenter(synth: Synth) -> None:
 def test_availability_zones_are_resolved_at_deploy_time(synth: Synth) -> None:
     for subnet in synth.resources(synth.compute, "AWS::EC2::Subnet").values():
         assert "Fn::GetAZs" in json.dumps(subnet["Properties"]["AvailabilityZone"])
+
+
+def test_network_policies_are_enforced_by_the_vpc_cni(synth: Synth) -> None:
+    """The chart's NetworkPolicy means nothing unless the CNI enforces it: the managed vpc-cni add-on has its
+    network policy agent on, and every workload release waits for it."""
+    [(key, cni)] = [
+        (k, v)
+        for k, v in synth.resources(synth.compute, "AWS::EKS::Addon").items()
+        if v["Properties"]["AddonName"] == "vpc-cni"
+    ]
+    assert json.loads(cni["Properties"]["ConfigurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert cni["Properties"]["ResolveConflicts"] == "OVERWRITE"
+    releases = [
+        v for v in synth.resources(synth.compute, HELM).values() if v["Properties"]["Namespace"] == "easel"
+    ]
+    assert releases
+    for release in releases:
+        assert key in release.get("DependsOn", []), release["Properties"]["Release"]
