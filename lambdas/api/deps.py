@@ -64,6 +64,9 @@ class SnsPublisher:
                 TopicArn=self._topic,
                 Message=message.model_dump_json(),
                 MessageAttributes=sns_attributes(routing_attributes(message)),
+                # Fair share within a lane: SNS forwards the group id to the (standard) lane queues, and SQS
+                # fair queues keep one tenant's backlog from delaying the other tenants' messages.
+                MessageGroupId=message.tenant,
             )
         except (ClientError, BotoCoreError) as exc:
             raise DispatchError(f"publish to {self._topic} failed: {exc}") from exc

@@ -9,7 +9,7 @@ import pytest
 from easel.client import ApiError, EaselClient
 from easel.contract import parse_queue_message, routing_attributes, sns_attributes
 from infra.local.stack import LocalStack
-from tests.integration.api.helpers import call, drain, message_counts, t2i, table_items
+from tests.integration.api.helpers import call, drain, lane_queues, message_counts, t2i, table_items
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,24 @@ def test_task_for_a_model_lands_only_in_its_runtimes_normal_lane(
         "task_type": "text-to-image",
         "tenant": "acme",
     }
+
+
+def test_lane_messages_carry_the_tenant_as_message_group_for_fair_share(
+    acme: EaselClient, globex: EaselClient, fresh: LocalStack
+) -> None:
+    """SQS fair queues key on MessageGroupId: every lane message is grouped by its tenant."""
+    submitted = {acme.submit(t2i("sd15"))["id"]: "acme", globex.submit(t2i("sd15"))["id"]: "globex"}
+    sqs = fresh.client("sqs")
+    url = lane_queues(fresh)["sd15-normal"]
+    groups = {}
+    for _ in range(10):
+        for m in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["MessageGroupId"]
+        ).get("Messages", []):
+            groups[json.loads(m["Body"])["id"]] = m["Attributes"]["MessageGroupId"]
+        if len(groups) == 2:
+            break
+    assert groups == submitted
 
 
 def test_high_priority_lands_in_the_high_lane_of_the_models_runtime(
