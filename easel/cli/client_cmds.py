@@ -2,7 +2,9 @@
 
 All sign with SigV4 (standard AWS credential chain) against ``--endpoint``/``EASEL_ENDPOINT``; ``--json``
 prints the API's JSON instead of tables. Exit codes: 0 ok, 1 the API refused or a task did not succeed,
-2 usage/config problems (no endpoint, no credentials, unreadable --file).
+2 usage/config problems (no endpoint, no credentials, unreadable --file), 130 interrupted (Ctrl-C).
+``--wait`` renders each task's progress (:mod:`easel.cli.progress`); an interrupted or timed-out wait
+prints the commands that follow or cancel the task, which keeps running.
 """
 
 from __future__ import annotations
@@ -10,45 +12,37 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from easel.client import ApiError, ClientConfigError, ClientError, EaselClient, WaitTimeout
+from easel.cli.errors import CliError, reported, usage
+from easel.cli.progress import TERMINAL
 
-ENDPOINT = typer.Option(None, "--endpoint", envvar="EASEL_ENDPOINT", help="API base URL (EASEL_ENDPOINT)")
-REGION = typer.Option(None, "--region", help="signing region (default: AWS_REGION, or from the endpoint)")
-JSON = typer.Option(False, "--json", help="print JSON")
+if TYPE_CHECKING:  # the SDK (botocore, httpx) is imported by the commands that call the API
+    from easel.client import EaselClient
+
+ENDPOINT = typer.Option(
+    None, "--endpoint", envvar="EASEL_ENDPOINT", help="API base URL  [default: $EASEL_ENDPOINT]"
+)
+REGION = typer.Option(
+    None, "--region", help="signing region  [default: $AWS_REGION, else the endpoint's region]"
+)
+JSON = typer.Option(False, "--json", help='print JSON (errors too, as {"error": ...})')
 
 console = Console()
 err_console = Console(stderr=True)
+# Kept under its old name for the commands that import it.
+api_errors = reported
 
 
 def make_client(endpoint: str | None, region: str | None) -> EaselClient:
+    from easel.client import EaselClient
+
     return EaselClient(endpoint, region=region)
-
-
-@contextmanager
-def api_errors() -> Iterator[None]:
-    """Turn client errors into a one-line message and an exit code."""
-    try:
-        yield
-    except ClientConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except ApiError as exc:
-        # The API's messages already start with the field they name.
-        where = f" [bold]{exc.field}[/bold]:" if exc.field and not exc.message.startswith(exc.field) else ""
-        err_console.print(f"[red]error {exc.status} {exc.code}:[/red]{where} {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
-    except ClientError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 def build_request(
@@ -74,6 +68,14 @@ def build_request(
     return request
 
 
+def follow_hint(task_ids: list[str], out: Path | None = None) -> str:
+    """The commands that pick up (or stop) tasks left running."""
+    more = f" --out {out}" if out is not None else ""
+    follow = "; ".join(f"easel status {tid} --wait{more}" for tid in task_ids)
+    cancel = "; ".join(f"easel cancel {tid}" for tid in task_ids)
+    return f"it keeps running: follow it with `{follow}`, or stop it with `{cancel}`"
+
+
 def wait_with_progress(
     client: EaselClient,
     task_ids: list[str],
@@ -81,32 +83,34 @@ def wait_with_progress(
     timeout: float,
     poll_seconds: float = 1.0,
     quiet: bool = False,
+    as_json: bool = False,
+    out: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Poll until all tasks are terminal, with one live spinner line per task (on stderr)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """Poll until all tasks are terminal, showing their progress (on stderr; JSON lines with ``as_json``).
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-        disable=quiet,
-    ) as progress:
-        rows = {tid: progress.add_task(f"{tid}  queued", total=1) for tid in task_ids}
+    Ctrl-C (exit 130) and ``timeout`` (exit 1) end the wait, not the tasks: the error names the commands
+    that follow or cancel them.
+    """
+    from easel.cli.progress import render
+    from easel.client import WaitTimeout
 
-        def update(task: dict[str, Any]) -> None:
-            status = task.get("status", "?")
-            done = status in ("succeeded", "failed", "canceled")
-            colour = {"succeeded": "green", "failed": "red", "canceled": "yellow"}.get(status, "cyan")
-            progress.update(
-                rows[task["id"]],
-                description=f"{task['id']}  [{colour}]{status}[/{colour}]",
-                completed=1 if done else 0,
-            )
+    def watch(on_update: Any) -> dict[str, Any]:
+        return dict(client.wait(task_ids, timeout=timeout, poll_seconds=poll_seconds, on_update=on_update))
 
-        result = client.wait(task_ids, timeout=timeout, poll_seconds=poll_seconds, on_update=update)
-    return result if isinstance(result, dict) and all(isinstance(v, dict) for v in result.values()) else {}
+    try:
+        return render(task_ids, watch, as_json=as_json, quiet=quiet)
+    except KeyboardInterrupt:
+        raise CliError(
+            "stopped waiting", hint=follow_hint(task_ids, out), code="interrupted", exit_code=130
+        ) from None
+    except WaitTimeout as exc:
+        pending = [tid for tid in task_ids if exc.tasks.get(tid, {}).get("status") not in TERMINAL]
+        raise CliError(
+            f"still running after --timeout {timeout:g}s",
+            hint=follow_hint(pending or task_ids, out),
+            code="timeout",
+            exit_code=1,
+        ) from None
 
 
 def download_outputs(client: EaselClient, task: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -138,101 +142,175 @@ def print_task(task: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
+TASK_TYPES = ("text-to-image", "image-to-image", "train-lora")
+PRIORITIES = ("high", "normal", "low")
+WAIT = typer.Option(False, "--wait", "-w", help="show progress until the task is terminal")
+TIMEOUT = typer.Option(900.0, "--timeout", help="seconds to wait (the task itself keeps running)")
+POLL = typer.Option(1.0, "--poll", help="seconds between progress polls", hidden=True)
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        base = json.loads(file.read_text())
+    except FileNotFoundError:
+        usage(f"--file {file}: no such file")
+    except (OSError, UnicodeDecodeError) as exc:
+        usage(f"--file {file}: cannot read it ({exc})")
+    except ValueError as exc:
+        usage(f"--file {file}: not JSON ({exc})", hint="the file holds a task request, see docs/api.md")
+    if not isinstance(base, dict):
+        usage(f"--file {file}: must hold a JSON object (a task request)", hint="see docs/api.md")
+    return base
+
+
+def _image_ref(flag: str, value: str) -> str:
+    """An image the API can fetch (s3:// or https://); a local file is refused before anything is sent."""
+    if value.startswith(("s3://", "https://")):
+        return value
+    where = "a local file" if Path(value).exists() else "not an s3:// or https:// URL"
+    return usage(
+        f"{flag} {value}: {where}",
+        hint="upload it first (e.g. `aws s3 cp FILE s3://<outputs bucket>/tenants/<tenant>/inputs/`) "
+        "and pass its s3:// URI",
+    )
+
+
+def _check_request(request: dict[str, Any]) -> None:
+    """Name missing or malformed inputs by their flag, before anything is sent."""
+    task_type = request.get("task_type")
+    if task_type not in TASK_TYPES:
+        usage(f"--task-type '{task_type}' is not one of {', '.join(TASK_TYPES)}")
+    if request.get("priority") is not None and request["priority"] not in PRIORITIES:
+        usage(f"--priority '{request['priority']}' is not one of {', '.join(PRIORITIES)}")
+    if not request.get("model"):
+        usage("--model is required", hint="`easel models` lists the models")
+    data = request.get("input") or {}
+    if task_type == "train-lora":
+        if not data.get("images"):
+            usage("train-lora needs --file with input.images", hint="see docs/api.md (train-lora)")
+        return
+    if not str(data.get("prompt") or "").strip():
+        usage("--prompt is required", hint='e.g. --prompt "a lighthouse at dawn"')
+    if task_type == "image-to-image" and not data.get("init_images"):
+        usage("--init-image is required for image-to-image")
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands (submit, status, cancel, tasks) to the root app."""
 
     @app.command()
     def submit(
-        model: str = typer.Option(None, "--model", "-m", help="model name (see `easel models`)"),
-        prompt: str = typer.Option(None, "--prompt", "-p"),
-        negative_prompt: str = typer.Option(None, "--negative-prompt"),
+        model: str = typer.Option(None, "--model", "-m", help="model name (required; `easel models`)"),
+        prompt: str = typer.Option(None, "--prompt", "-p", help="what to draw (required)"),
+        negative_prompt: str = typer.Option(None, "--negative-prompt", help="what to avoid  [default: none]"),
         task_type: str = typer.Option(
-            None, "--task-type", help="text-to-image | image-to-image | train-lora"
+            None,
+            "--task-type",
+            help="text-to-image | image-to-image | train-lora  "
+            "[default: image-to-image with --init-image, else text-to-image]",
         ),
-        steps: int = typer.Option(None, "--steps"),
-        width: int = typer.Option(None, "--width"),
-        height: int = typer.Option(None, "--height"),
-        seed: int = typer.Option(None, "--seed"),
-        cfg_scale: float = typer.Option(None, "--cfg-scale"),
-        sampler: str = typer.Option(None, "--sampler"),
-        batch_size: int = typer.Option(None, "--batch-size"),
-        init_image: str = typer.Option(None, "--init-image", help="s3:// URI of the init image"),
-        strength: float = typer.Option(None, "--strength", help="denoising_strength (image-to-image)"),
-        priority: str = typer.Option(None, "--priority", help="high | normal | low"),
-        task_id: str = typer.Option(None, "--id", help="client id (makes the submit idempotent)"),
-        file: Path = typer.Option(None, "--file", "-f", help="request JSON; flags override its fields"),
-        wait: bool = typer.Option(False, "--wait", "-w", help="show progress until the task is terminal"),
-        out: Path = typer.Option(None, "--out", "-o", help="save output images here (implies --wait)"),
-        timeout: float = typer.Option(900.0, "--timeout", help="seconds to wait"),
+        steps: int = typer.Option(None, "--steps", help="sampling steps  [default: 20]"),
+        width: int = typer.Option(None, "--width", help="pixels, a multiple of 8  [default: 512]"),
+        height: int = typer.Option(None, "--height", help="pixels, a multiple of 8  [default: 512]"),
+        seed: int = typer.Option(None, "--seed", help="-1 picks one at random  [default: -1]"),
+        cfg_scale: float = typer.Option(None, "--cfg-scale", help="prompt guidance  [default: 7.0]"),
+        sampler: str = typer.Option(None, "--sampler", help="sampler name  [default: Euler a]"),
+        batch_size: int = typer.Option(None, "--batch-size", help="images per task  [default: 1]"),
+        init_image: str = typer.Option(
+            None, "--init-image", help="image-to-image source: s3:// URI or https:// URL  [default: none]"
+        ),
+        strength: float = typer.Option(
+            None, "--strength", help="denoising_strength for image-to-image, 0..1  [default: 0.75]"
+        ),
+        priority: str = typer.Option(None, "--priority", help="high | normal | low  [default: normal]"),
+        task_id: str = typer.Option(
+            None, "--id", help="your id for the task (repeating the submit returns the same task)"
+        ),
+        file: Path = typer.Option(
+            None, "--file", "-f", help="a task request as JSON (docs/api.md); flags override its fields"
+        ),
+        wait: bool = WAIT,
+        out: Path = typer.Option(None, "--out", "-o", help="save the images in this folder (implies --wait)"),
+        timeout: float = TIMEOUT,
+        poll: float = POLL,
         endpoint: str = ENDPOINT,
         region: str = REGION,
         as_json: bool = JSON,
     ) -> None:
-        """Submit a task (from flags or --file JSON)."""
-        base = None
-        if file is not None:
-            try:
-                base = json.loads(file.read_text())
-            except (OSError, ValueError) as exc:
-                err_console.print(f"[red]error:[/red] --file {file}: {exc}")
-                raise typer.Exit(2) from None
-            if not isinstance(base, dict):
-                err_console.print(f"[red]error:[/red] --file {file}: must hold a JSON object")
-                raise typer.Exit(2)
-        inputs = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
-            "steps": steps,
-            "width": width,
-            "height": height,
-            "seed": seed,
-            "cfg_scale": cfg_scale,
-            "sampler_name": sampler,
-            "batch_size": batch_size,
-            "init_images": [init_image] if init_image else None,
-            "denoising_strength": strength,
-        }
-        request = build_request(
-            base, model=model, task_type=task_type, priority=priority, task_id=task_id, inputs=inputs
-        )
-        with api_errors():
+        """Submit a task, e.g. `easel submit -m sd15 -p "a dog" --wait --out outputs`."""
+        with reported():
+            base = _read_file(file) if file is not None else None
+            inputs = {
+                "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "steps": steps,
+                "width": width,
+                "height": height,
+                "seed": seed,
+                "cfg_scale": cfg_scale,
+                "sampler_name": sampler,
+                "batch_size": batch_size,
+                "init_images": [_image_ref("--init-image", init_image)] if init_image else None,
+                "denoising_strength": strength,
+            }
+            request = build_request(
+                base, model=model, task_type=task_type, priority=priority, task_id=task_id, inputs=inputs
+            )
+            _check_request(request)
             client = make_client(endpoint, region)
             task = client.submit(request)
             if wait or out is not None:
-                started = time.monotonic()
-                task = wait_with_progress(client, [task["id"]], timeout=timeout, quiet=as_json)[task["id"]]
                 if not as_json:
-                    err_console.print(f"finished in {time.monotonic() - started:.1f}s")
-                if out is not None and task.get("status") == "succeeded":
-                    for path in download_outputs(client, task, out):
-                        err_console.print(f"saved {path}")
+                    err_console.print(f"submitted {task['id']}", highlight=False)
+                task = _wait_one(client, task["id"], timeout=timeout, poll=poll, out=out, as_json=as_json)
             print_task(task, as_json)
             if (wait or out is not None) and task.get("status") != "succeeded":
                 raise typer.Exit(1)
 
     @app.command()
-    def status(task_id: str, endpoint: str = ENDPOINT, region: str = REGION, as_json: bool = JSON) -> None:
-        """Show a task."""
-        with api_errors():
-            print_task(make_client(endpoint, region).get(task_id), as_json)
+    def status(
+        task_id: str = typer.Argument(..., help="the task id (from `easel submit` or `easel tasks`)"),
+        wait: bool = WAIT,
+        out: Path = typer.Option(None, "--out", "-o", help="save the images in this folder (implies --wait)"),
+        timeout: float = TIMEOUT,
+        poll: float = POLL,
+        endpoint: str = ENDPOINT,
+        region: str = REGION,
+        as_json: bool = JSON,
+    ) -> None:
+        """Show a task; --wait follows it (again) until it ends, --out saves its images."""
+        with reported():
+            client = make_client(endpoint, region)
+            if wait or out is not None:
+                task = _wait_one(client, task_id, timeout=timeout, poll=poll, out=out, as_json=as_json)
+            else:
+                task = client.get(task_id)
+            print_task(task, as_json)
+            if (wait or out is not None) and task.get("status") != "succeeded":
+                raise typer.Exit(1)
 
     @app.command()
-    def cancel(task_id: str, endpoint: str = ENDPOINT, region: str = REGION, as_json: bool = JSON) -> None:
+    def cancel(
+        task_id: str = typer.Argument(..., help="the task id"),
+        endpoint: str = ENDPOINT,
+        region: str = REGION,
+        as_json: bool = JSON,
+    ) -> None:
         """Cancel a queued or processing task."""
-        with api_errors():
+        with reported():
             print_task(make_client(endpoint, region).cancel(task_id), as_json)
 
     @app.command()
     def tasks(
-        status: str = typer.Option(None, "--status", help="only tasks in this status"),
-        limit: int = typer.Option(None, "--limit", help="page size"),
+        status: str = typer.Option(None, "--status", help="only tasks in this status  [default: all]"),
+        limit: int = typer.Option(None, "--limit", help="page size  [default: the API's, 20]"),
         next_page: str = typer.Option(None, "--next", help="cursor printed by the previous page"),
         endpoint: str = ENDPOINT,
         region: str = REGION,
         as_json: bool = JSON,
     ) -> None:
         """List your tasks, newest first."""
-        with api_errors():
+        with reported():
             page = make_client(endpoint, region).list(status=status, limit=limit, next=next_page)
         if as_json:
             sys.stdout.write(json.dumps(page, indent=2) + "\n")
@@ -246,4 +324,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"more: easel tasks --next {page['next']}")
 
 
-__all__ = ["WaitTimeout", "build_request", "download_outputs", "register", "wait_with_progress"]
+def _wait_one(
+    client: EaselClient, task_id: str, *, timeout: float, poll: float, out: Path | None, as_json: bool
+) -> dict[str, Any]:
+    started = time.monotonic()
+    task = wait_with_progress(
+        client, [task_id], timeout=timeout, poll_seconds=poll, as_json=as_json, out=out
+    )[task_id]
+    if not as_json:
+        err_console.print(f"finished in {time.monotonic() - started:.1f}s", highlight=False)
+    if out is not None and task.get("status") == "succeeded":
+        for path in download_outputs(client, task, out):
+            if not as_json:
+                err_console.print(f"saved {path}", highlight=False)
+    return task
+
+
+__all__ = ["build_request", "download_outputs", "register", "wait_with_progress"]

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from easel.contract.schema import write_schemas
-
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -15,5 +13,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("docs/schemas"), help="directory for the *.schema.json"),
     ) -> None:
         """Write the JSON Schemas of the task contract."""
+        from easel.contract.schema import write_schemas  # pydantic models: only for this command
+
         for path in write_schemas(out):
             typer.echo(str(path))

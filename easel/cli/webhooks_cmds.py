@@ -21,9 +21,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from easel.config import TENANT_ID
-from lambdas.webhooks.signing import derive_tenant_secret
-
 app = typer.Typer(no_args_is_help=True)
 err_console = Console(stderr=True)
 
@@ -44,6 +41,10 @@ def secret(
     state: Path = typer.Option(Path(".easel/local.json"), "--state", help="local stack state file"),
 ) -> None:
     """Print TENANT's webhook signing secret (whsec_...), derived from the webhooks master key."""
+    # Imported here: the CLI loads the upper layers only for the commands that need them.
+    from easel.config import TENANT_ID
+    from lambdas.webhooks.signing import derive_tenant_secret
+
     if not re.fullmatch(TENANT_ID, tenant):
         _usage(f"TENANT: '{tenant}' is not a tenant id (pattern {TENANT_ID})")
     if [secret_arn is not None, master_b64 is not None, local].count(True) != 1:

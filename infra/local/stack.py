@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import secrets
-import string
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from typing import Any
 
 from easel.config import EaselConfig, load_config, parse_config
 from easel.naming import Names
+from infra.local import credentials as local_credentials
 from infra.local import state as state_file
 from infra.local.errors import StackError
 from infra.local.events import ACCOUNT
@@ -57,6 +58,9 @@ class StackOptions:
     # Loopback origins ("http://127.0.0.1:PORT") the local webhooks worker may call despite the SSRF guard
     # (DeliveryPolicy.test_insecure_origins); empty = the deployed policy (https, public addresses only).
     webhook_allow_origins: tuple[str, ...] = ()
+    # The tenants' local keys, kept across restarts (default: <work_dir>/credentials.json, 0600).
+    credentials_path: Path | None = None
+    rotate_credentials: bool = False
 
 
 def principal_arn(tenant: str) -> str:
@@ -65,16 +69,10 @@ def principal_arn(tenant: str) -> str:
 
 def generate_credentials(config: EaselConfig) -> dict[str, LocalCredential]:
     """One fresh credential set per tenant, keyed by access key id."""
-    alphabet = string.ascii_uppercase + string.digits
     out = {}
     for tenant in config.tenants:
-        akid = "AKIAEASEL" + "".join(secrets.choice(alphabet) for _ in range(11))
-        out[akid] = LocalCredential(
-            tenant=tenant.id,
-            access_key_id=akid,
-            secret_access_key=secrets.token_urlsafe(30)[:40],
-            principal_arn=principal_arn(tenant.id),
-        )
+        cred = local_credentials.mint(tenant.id, principal_arn(tenant.id))
+        out[cred.access_key_id] = cred
     return out
 
 
@@ -131,6 +129,7 @@ class LocalStack:
         self.started_at = ""
         self.children: list[ChildStatus] = []
         self._clients: dict[str, Any] = {}
+        self._wrote_state = False  # stop() removes only a state file this stack wrote
         try:
             self.webhook_allow_origins = tuple(loopback_origin(o) for o in options.webhook_allow_origins)
         except ValueError as exc:
@@ -150,13 +149,19 @@ class LocalStack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        # Before anything is written: another stack on this state file or this port stays untouched.
+        self._refuse_if_taken()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
         try:
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
             self.moto_endpoint = f"http://{host}:{port}"
-            self.credentials = generate_credentials(self.config)
+            self.credentials = local_credentials.ensure(
+                self.credentials_path,
+                {t.id: principal_arn(t.id) for t in self.config.tenants},
+                rotate=self.options.rotate_credentials,
+            )
             self.options.work_dir.mkdir(parents=True, exist_ok=True)
             self.config_file.write_text(
                 json.dumps(with_local_principals(self.config, self.credentials), indent=2)
@@ -190,7 +195,33 @@ class LocalStack:
             self._moto = None
         self._clients = {}
         self._restore_env()
-        state_file.remove(self.options.state_path)
+        if self._wrote_state:
+            state_file.remove(self.options.state_path)
+            self._wrote_state = False
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.options.credentials_path or self.options.work_dir / "credentials.json"
+
+    def _refuse_if_taken(self) -> None:
+        other = state_file.running(self.options.state_path)
+        if other is not None:
+            raise StackError(
+                f"a local stack already runs at {other.endpoint} (pid {other.pid}, state "
+                f'{self.options.state_path}); use it (`eval "$(easel local env)"`), stop it with '
+                "`easel local down`, or start another one with --state and --port"
+            )
+        if self.options.port:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                probe.bind(("127.0.0.1", self.options.port))
+            except OSError as exc:
+                raise StackError(
+                    f"port {self.options.port} on 127.0.0.1 is taken ({exc.strerror}); "
+                    "pass --port 0 to pick a free one"
+                ) from None
+            finally:
+                probe.close()
 
     # -- pieces ---------------------------------------------------------------------------------------
     def provision(self) -> Resources:
@@ -318,6 +349,7 @@ class LocalStack:
 
     def write_state(self) -> None:
         state_file.save(self.state(), self.options.state_path)
+        self._wrote_state = True
 
     def tenant_credentials(self, tenant: str | None = None) -> LocalCredential:
         creds = list(self.credentials.values())

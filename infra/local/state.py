@@ -9,16 +9,21 @@
                   "webhooks": {...}},
      "webhook_secret": "<base64 webhooks master key of this run (EASEL_WEBHOOK_SECRET)>"}
 
-Written atomically (temp file + rename) whenever a child's pid changes; removed on shutdown.
+Written atomically (temp file + rename, created 0600: it holds credentials) whenever a child's pid changes;
+removed on shutdown by the process that wrote it, never by another one. :func:`running` tells whether the
+stack a state file describes is alive (its pid runs and its gateway port answers), so a second
+``easel local up`` can say where the first one runs instead of clobbering it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.local.errors import StateError
 from infra.local.provision import Resources
@@ -90,12 +95,19 @@ class LocalState:
         }
 
 
-def save(state: LocalState, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file that is 0600 from its creation (it holds credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n")
-    os.chmod(tmp, 0o600)  # it holds credentials
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
     os.replace(tmp, path)
+
+
+def save(state: LocalState, path: Path) -> None:
+    write_private(path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 def load(path: Path) -> LocalState:
@@ -112,3 +124,35 @@ def load(path: Path) -> LocalState:
 
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def port_answers(url: str, timeout: float = 1.0) -> bool:
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def running(path: Path) -> LocalState | None:
+    """The stack ``path`` describes if it is alive (pid running, gateway answering); None otherwise."""
+    try:
+        current = load(path)
+    except StateError:
+        return None
+    if current.pid != os.getpid() and pid_alive(current.pid) and port_answers(current.endpoint):
+        return current
+    return None
