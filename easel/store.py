@@ -234,6 +234,28 @@ class TaskStore:
             ) from None
         return item_to_task(resp["Attributes"])
 
+    def record_progress(self, tenant: str, task_id: str, progress: dict[str, Any]) -> bool:
+        """Set the task's ``progress`` (a :class:`TaskProgress` as JSON) while it is ``processing``.
+
+        False when the task is no longer processing: a progress write never touches a terminal task.
+        """
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_key(tenant, task_id),
+                UpdateExpression="SET #p = :p",
+                ConditionExpression="attribute_exists(#pk) AND #status = :processing",
+                ExpressionAttributeNames={"#p": "progress", "#pk": PARTITION_KEY, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":p": _to_ddb(progress),
+                    ":processing": {"S": str(TaskStatus.PROCESSING)},
+                },
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
     def mark_dispatched(self, tenant: str, task_id: str, at: datetime) -> None:
         """Record that the task's message was published (see ``Task.dispatched_at``)."""
         if not self._set_marker(

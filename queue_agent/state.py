@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from easel.contract import QueueMessage, Task, TaskRequest, TaskStatus, request_fingerprint
 from easel.errors import StoreUnavailable, TaskConflict, TaskNotFound
@@ -48,6 +49,11 @@ def _store_call(what: str) -> Iterator[None]:
 class TaskState:
     def __init__(self, store: TaskStore) -> None:
         self._store = store
+
+    def record_progress(self, tenant: str, task_id: str, progress: dict[str, Any]) -> bool:
+        """The running task's progress (only while it is processing; see queue_agent.progress)."""
+        with _store_call("record progress"):
+            return self._store.record_progress(tenant, task_id, progress)
 
     def find(self, tenant: str, task_id: str) -> Task | None:
         with _store_call("read task"):

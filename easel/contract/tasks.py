@@ -291,6 +291,30 @@ class TaskMetrics(BaseModel):
     gpu_seconds: float | None = None
 
 
+class ProgressPhase(StrEnum):
+    """Where a processing task is: the runtime loads its model, runs its steps, or its outputs upload."""
+
+    LOADING = "loading"
+    GENERATING = "generating"
+    UPLOADING = "uploading"
+
+
+class TaskProgress(BaseModel):
+    """What the agent records on a processing task as it runs (``GET /v1/tasks/{id}`` returns it).
+
+    Written at most about once a second, and only while the task is ``processing``; a terminal task keeps
+    the last value (so ``step``/``steps`` say how far a failed or canceled task got).
+    """
+
+    phase: ProgressPhase
+    step: Annotated[int | None, Field(ge=0, description="sampling (or training) steps done")] = None
+    steps: Annotated[int | None, Field(ge=1, description="steps in all")] = None
+    queue_seconds: Annotated[
+        float | None, Field(ge=0, description="seconds from submit until a worker took the task")
+    ] = None
+    updated_at: datetime | None = None
+
+
 class TaskUrls(BaseModel):
     get: str
     cancel: str
@@ -335,6 +359,7 @@ class Task(_TypedInput):
     dispatched_at: datetime | None = None
     attempts: int = 0
     metrics: TaskMetrics = TaskMetrics()
+    progress: TaskProgress | None = None
     urls: TaskUrls | None = None
 
 

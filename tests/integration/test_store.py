@@ -116,3 +116,21 @@ def test_list_newest_first_paginated_and_filtered(store: TaskStore) -> None:
     assert info.value.field == "next"
     with pytest.raises(FieldError):
         store.list("acme", cursor="!!not-a-cursor!!")
+
+
+def test_progress_is_recorded_only_while_processing(store: TaskStore) -> None:
+    store.create(make_task("p1"), "fp")
+    progress = {"phase": "generating", "step": 3, "steps": 20, "queue_seconds": 1.25}
+    assert store.record_progress("acme", "p1", progress) is False  # still queued
+    assert store.get("acme", "p1").progress is None
+    store.transition("acme", "p1", TaskStatus.PROCESSING)
+    assert store.record_progress("acme", "p1", progress) is True
+    shown = store.get("acme", "p1").progress
+    assert shown is not None and (shown.phase, shown.step, shown.steps, shown.queue_seconds) == (
+        "generating", 3, 20, 1.25,
+    )  # fmt: skip
+    store.transition("acme", "p1", TaskStatus.SUCCEEDED)
+    assert store.record_progress("acme", "p1", {**progress, "step": 4}) is False  # terminal: untouched
+    final = store.get("acme", "p1").progress
+    assert final is not None and final.step == 3
+    assert store.record_progress("acme", "nope", progress) is False
