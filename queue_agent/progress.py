@@ -78,6 +78,8 @@ class ProgressRecorder:
             running = self._running
         if running is None or running.job_id != job.message.id:
             return
+        if self._clock() - running.written_at < self._period:
+            return  # not due: do not even ask the runtime
         value = fraction() if running.phase is ProgressPhase.GENERATING else None
         self._record(job, value, force=False)
 

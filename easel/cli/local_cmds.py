@@ -121,6 +121,7 @@ def up(
     webhook_allow_origin: list[str] = typer.Option(
         [],
         "--webhook-allow-origin",
+        metavar="ORIGIN",
         help="let webhooks reach this loopback origin (http://127.0.0.1:PORT) despite the SSRF guard; "
         "repeatable; local mode only  [default: none]",
     ),

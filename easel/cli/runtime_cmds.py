@@ -28,8 +28,8 @@ def serve(
     models_dir: Annotated[
         Path, typer.Option(envvar="EASEL_MODELS_DIR", help="model store: <name>/, <name>.safetensors, loras/")
     ],
-    host: Annotated[str, typer.Option(envvar="EASEL_RUNTIME_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="EASEL_RUNTIME_PORT")] = 8080,
+    host: Annotated[str, typer.Option(envvar="EASEL_RUNTIME_HOST", help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="EASEL_RUNTIME_PORT", help="listen port")] = 8080,
     model: Annotated[
         str | None,
         typer.Option(envvar="EASEL_RUNTIME_MODEL", help="preload this model before reporting ready"),
@@ -64,7 +64,9 @@ def serve(
         str,
         typer.Option(envvar="EASEL_MAX_LORA_UPLOAD_BYTES", help="largest private LoRA upload (413 beyond)"),
     ] = "512MiB",
-    log_level: Annotated[str, typer.Option(envvar="EASEL_LOG_LEVEL")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="EASEL_LOG_LEVEL", help="debug | info | warning | error")
+    ] = "info",
 ) -> None:
     """Serve the SD WebUI API subset (and /health) from the models in MODELS_DIR."""
     from runtime_image.server.device import DtypePreference
@@ -107,9 +109,11 @@ def serve(
 
 @app.command()
 def health(
-    host: Annotated[str, typer.Option(envvar="EASEL_RUNTIME_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="EASEL_RUNTIME_PORT")] = 8080,
-    timeout: float = 3.0,
+    host: Annotated[
+        str, typer.Option(envvar="EASEL_RUNTIME_HOST", help="the runtime's address")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="EASEL_RUNTIME_PORT", help="the runtime's port")] = 8080,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for /health")] = 3.0,
 ) -> None:
     """Exit 0 when the runtime reports ready or busy, 1 otherwise (container HEALTHCHECK, exec probes)."""
     import httpx
