@@ -37,6 +37,7 @@ ELSEWHERE: list[tuple[str, str]] = [
     (r"^docker ", "needs a Docker engine"),
     (r'^eval "\$\(aws ', "needs an AWS account"),
     (r"<ApiEndpoint>|execute-api\.<region>|--secret-arn <", "needs a deployed stack"),
+    (r"^easel deploy ", "checks a deployed stack (needs an AWS account)"),
 ]
 
 
