@@ -13,6 +13,11 @@ EaselError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the contract imports this module: no runtime import back
+    from easel.contract import Task
+
 
 class EaselError(Exception):
     """Base of every error raised by the shared core."""
@@ -64,9 +69,9 @@ class TaskNotFound(StoreError):
 class TaskConflict(StoreError):
     """A conditional write lost; ``current`` is the stored task when known."""
 
-    def __init__(self, message: str, current: object | None = None) -> None:
+    def __init__(self, message: str, current: Task | None = None) -> None:
         super().__init__(message)
-        self.current = current
+        self.current: Task | None = current
 
 
 class StoreUnavailable(StoreError):

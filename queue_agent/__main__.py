@@ -16,8 +16,8 @@ from botocore.config import Config
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from queue_agent.agent import Agent
 from queue_agent.health import HealthServer, Probes
-from queue_agent.loop import Agent
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import install_signal_handlers
 from queue_agent.telemetry import configure_logging

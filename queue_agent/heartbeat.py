@@ -43,6 +43,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self.extensions = 0
+        self._next_watch = clock()
 
     def start(self) -> None:
         self._thread.start()
@@ -71,18 +72,22 @@ class Heartbeat:
 
     def _run(self) -> None:
         tick = min(self._period, self._watch_period) / 2
-        next_watch = self._clock()
         while not self._stop.wait(tick):
+            self.beat()
+
+    def beat(self) -> None:
+        """One tick of the thread: extend what is due, and watch if the watch period has passed. Never
+        raises (a failed extension is retried next tick). Public so a test can drive it with a fake clock."""
+        try:
+            self._extend_due()
+        except Exception:
+            log.exception("heartbeat: visibility extension failed")
+        if self._clock() >= self._next_watch:
+            self._next_watch = self._clock() + self._watch_period
             try:
-                self._extend_due()
+                self._on_watch()
             except Exception:
-                log.exception("heartbeat: visibility extension failed")
-            if self._clock() >= next_watch:
-                next_watch = self._clock() + self._watch_period
-                try:
-                    self._on_watch()
-                except Exception:
-                    log.exception("heartbeat: watch failed")
+                log.exception("heartbeat: watch failed")
 
     def _extend_due(self) -> None:
         with self._lock:

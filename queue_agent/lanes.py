@@ -1,6 +1,6 @@
 """The runtime's two lane queues: receive, batched delete and visibility changes, and the backoff policy.
 
-Which lane is asked when (priority) is the loop's business: see :mod:`queue_agent.loop`.
+Which lane is asked when (priority) is the prefetcher's business: see :mod:`queue_agent.prefetch`.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from easel.naming import lora_key
-from queue_agent.errors import InputInvalid, InputRefused, Unsupported, aws_call
-from queue_agent.runtime_client import RuntimeClient
+from queue_agent.errors import InputInvalid, InputRefused, aws_call
+from queue_agent.runtimes import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class PrivateLoras:
         self,
         s3: Any,
         bucket: str,
-        runtime: RuntimeClient,
+        runtime: Runtime,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         cache_size: int = 64,
@@ -120,12 +120,3 @@ class PrivateLoras:
         self._runtime.put_private_lora(tenant, name, data, source_etag=etag)
         self.uploads += 1
         log.info("private lora sent to runtime", extra={"tenant": tenant, "lora": name, "bytes": len(data)})
-
-
-def needs_field_style(lora_style: str, resolved: dict[str, str]) -> None:
-    """Private adapters travel in the ``loras`` field only (prompt tags resolve public LoRAs only)."""
-    private = [n for n, sent in resolved.items() if sent != n]
-    if private and lora_style != "field":
-        raise Unsupported(
-            f"private LoRA(s) {', '.join(private)} need the Easel runtime (EASEL_AGENT_LORA_STYLE=field)"
-        )

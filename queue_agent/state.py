@@ -82,7 +82,7 @@ class TaskState:
                 created, _ = self._store.create(task, message_fingerprint(message))
         except TaskConflict as exc:
             # Created meanwhile with another body (the API won a race): the stored one is the truth.
-            if isinstance(exc.current, Task):
+            if exc.current is not None:
                 return exc.current
             raise
         return created
@@ -135,6 +135,6 @@ class TaskState:
                     },
                 )
         except TaskConflict as exc:
-            return exc.current if isinstance(exc.current, Task) else None
+            return exc.current
         except TaskNotFound:
             return None

@@ -32,7 +32,7 @@ from easel.naming import Names
 from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
 from infra.local.provision import Resources
-from queue_agent.loop import Agent
+from queue_agent.agent import Agent
 from queue_agent.settings import AgentSettings
 from tests.agent.fakes import FakeRuntime
 

@@ -24,7 +24,10 @@ from queue_agent.errors import (
 )
 from queue_agent.lanes import ExponentialBackoff
 from queue_agent.notify import Notifier
-from queue_agent.runtime_client import RuntimeClient, RuntimeHealth, runtime_body
+from queue_agent.runtimes import RuntimeRequest
+from queue_agent.runtimes.health import RuntimeHealth
+from queue_agent.runtimes.webui import WebUiRuntime
+from queue_agent.runtimes.webui_bodies import runtime_body
 from queue_agent.settings import AgentSettings
 from queue_agent.telemetry import JsonFormatter, task_done_record
 
@@ -81,7 +84,7 @@ def test_settings_are_not_read_at_import() -> None:
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
-    code = "import queue_agent.__main__, queue_agent.loop, queue_agent.health; print('ok')"
+    code = "import queue_agent.__main__, queue_agent.agent, queue_agent.health; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
@@ -127,9 +130,12 @@ def test_runtime_body_for_txt2img_has_no_img2img_fields() -> None:
     assert "init_images" not in body and "denoising_strength" not in body and "loras" not in body
 
 
-# -- runtime client error mapping (over MockTransport: no network) ------------------------------------------
-def client(handler: Any) -> RuntimeClient:
-    return RuntimeClient(httpx.Client(base_url="http://runtime", transport=httpx.MockTransport(handler)))
+TXT2IMG = RuntimeRequest("txt2img", {})
+
+
+# -- runtime adapter error mapping (over MockTransport: no network) ------------------------------------------
+def client(handler: Any) -> WebUiRuntime:
+    return WebUiRuntime(httpx.Client(base_url="http://runtime", transport=httpx.MockTransport(handler)))
 
 
 @pytest.mark.parametrize(
@@ -146,7 +152,7 @@ def test_runtime_status_codes_map_to_the_error_tree(status: int, path: str, erro
     rt = client(lambda _req: httpx.Response(status, json={"detail": "field 'steps': too many"}))
 
     def call() -> object:
-        return rt.set_model("sd15") if path.endswith("options") else rt.generate("txt2img", {})
+        return rt.set_model("sd15") if path.endswith("options") else rt.generate(TXT2IMG)
 
     with pytest.raises(error) as err:
         call()
@@ -161,7 +167,7 @@ def test_runtime_unreachable_is_retryable_and_health_down() -> None:
 
     rt = client(refuse)
     with pytest.raises(RuntimeUnavailable):
-        rt.generate("txt2img", {})
+        rt.generate(TXT2IMG)
     assert rt.health() is RuntimeHealth.DOWN
     assert rt.interrupt() is False
 
@@ -169,7 +175,7 @@ def test_runtime_unreachable_is_retryable_and_health_down() -> None:
 def test_runtime_answer_without_images_is_a_fault() -> None:
     rt = client(lambda _req: httpx.Response(200, json={"images": ["not base64!"]}))
     with pytest.raises(RuntimeFault, match="not base64"):
-        rt.generate("txt2img", {})
+        rt.generate(TXT2IMG)
 
 
 def test_wait_ready_polls_exponentially_and_gives_up_at_the_bound(caplog: pytest.LogCaptureFixture) -> None:
@@ -217,12 +223,12 @@ def test_model_is_asked_again_after_a_failure() -> None:
 
     rt = client(handler)
     assert rt.ensure_model("sd15") is False
-    rt.generate("txt2img", {})
+    rt.generate(TXT2IMG)
     assert rt.ensure_model("sd15") is False  # back to back: trusted, no request
     assert seen == ["GET /sdapi/v1/options", "POST /sdapi/v1/txt2img"]
     fail["on"] = True
     with pytest.raises(RuntimeFault):
-        rt.generate("txt2img", {})
+        rt.generate(TXT2IMG)
     rt.ensure_model("sd15")
     assert seen[-1] == "GET /sdapi/v1/options"
 

@@ -1,4 +1,5 @@
-"""Client of the runtime's SD WebUI API subset (localhost), with errors mapped to the agent's tree.
+"""The SD WebUI dialect adapter of :class:`queue_agent.runtimes.Runtime`: the Easel runtime and a stock
+AUTOMATIC1111 WebUI (localhost), with errors mapped to the agent's tree.
 
 connect error, dropped connection, 503     -> RuntimeUnavailable   (retryable)
 404 on /sdapi/v1/options                   -> ModelMissing         (permanent)
@@ -16,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -30,26 +30,33 @@ from queue_agent.errors import (
     RuntimeUnavailable,
     Unsupported,
 )
+from queue_agent.runtimes import RuntimeRequest
+from queue_agent.runtimes.health import RuntimeHealth, wait_until_ready
+from queue_agent.runtimes.webui_bodies import runtime_body, train_body
 
 log = logging.getLogger(__name__)
 
-
-class RuntimeHealth(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    BUSY = "busy"
-    FAILED = "failed"
-    DOWN = "down"  # not a runtime state: we could not reach it
+TRAIN = "train-lora"  # RuntimeRequest.kind of a training (the others are the WebUI's txt2img / img2img)
 
 
-class RuntimeClient:
-    """One runtime, one generation at a time (the caller serializes); ``http`` is injected."""
+class WebUiRuntime:
+    """One runtime, one generation at a time (the caller serializes); ``http`` is injected.
+
+    ``lora_style``: "field" sends ``loras`` in the body (Easel runtime), "prompt" ``<lora:name:weight>``
+    tags (stock A1111, which cannot take private adapters).
+    """
 
     def __init__(
-        self, http: httpx.Client, *, generate_timeout: float = 960.0, model_trust_seconds: float = 1.0
+        self,
+        http: httpx.Client,
+        *,
+        generate_timeout: float = 960.0,
+        model_trust_seconds: float = 1.0,
+        lora_style: str = "field",
     ) -> None:
         self._http = http
         self._generate_timeout = generate_timeout
+        self.lora_style = lora_style
         # The model the runtime had at our last successful call. Trusted for back-to-back tasks only:
         # a runtime restart (new process, default model) takes longer than this window, and any call that
         # fails meanwhile forgets it. Saves a GET /options on the critical path between two generations.
@@ -66,52 +73,9 @@ class RuntimeClient:
         except (httpx.HTTPError, ValueError, AttributeError):
             return RuntimeHealth.DOWN
 
-    def wait_ready(
-        self,
-        timeout: float,
-        *,
-        stop: threading.Event | None = None,
-        first_delay: float = 0.1,
-        max_delay: float = 5.0,
-        sleep: Callable[[float], bool] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> bool:
-        """Poll /health with exponential delays until ``ready``; False after ``timeout`` (or on stop).
-
-        Every state change is logged, and a warning at least every 30 s, so a runtime that never becomes
-        ready is visible in the pod's logs, not only in its failing readiness probe.
-        """
-        stop = stop or threading.Event()
-        wait = sleep or stop.wait
-        started = clock()
-        delay = first_delay
-        last: RuntimeHealth | None = None
-        last_warned = started
-        while True:
-            state = self.health()
-            waited = clock() - started
-            if state is RuntimeHealth.READY:
-                if last is not None:
-                    log.info("runtime ready", extra={"waited_seconds": round(waited, 3)})
-                return True
-            if state is not last:
-                log.info("waiting for runtime", extra={"runtime_state": str(state)})
-                last = state
-            elif clock() - last_warned >= 30:
-                log.warning(
-                    "runtime still not ready",
-                    extra={"runtime_state": str(state), "waited_seconds": round(waited, 1)},
-                )
-                last_warned = clock()
-            if waited >= timeout:
-                log.error(
-                    "runtime not ready within bound",
-                    extra={"runtime_state": str(state), "bound_seconds": timeout},
-                )
-                return False
-            if wait(min(delay, max(0.0, timeout - waited))) or stop.is_set():
-                return False
-            delay = min(delay * 2, max_delay)
+    def wait_ready(self, timeout: float, *, stop: threading.Event | None = None, **poll: Any) -> bool:
+        """Poll /health until ``ready`` (see :func:`queue_agent.runtimes.health.wait_until_ready`)."""
+        return wait_until_ready(self.health, timeout, stop=stop, **poll)
 
     # -- model --------------------------------------------------------------------------------------------
     def current_model(self) -> str | None:
@@ -145,10 +109,29 @@ class RuntimeClient:
     def _remember(self, model: str | None) -> None:
         self._model, self._model_seen = model, time.monotonic()
 
+    # -- requests -------------------------------------------------------------------------------------------
+    def generation_request(
+        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+    ) -> RuntimeRequest:
+        private = [n for n, sent in lora_names.items() if sent != n]
+        if private and self.lora_style != "field":
+            # Private adapters travel in the ``loras`` field only (prompt tags resolve public LoRAs only).
+            raise Unsupported(
+                f"private LoRA(s) {', '.join(private)} need the Easel runtime (EASEL_AGENT_LORA_STYLE=field)"
+            )
+        kind, body = runtime_body(
+            data, init_images=init_images, lora_style=self.lora_style, lora_names=lora_names
+        )
+        return RuntimeRequest(kind, body)
+
+    def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
+        return RuntimeRequest(TRAIN, train_body(data, images=images, model=model), training=True)
+
     # -- generation ---------------------------------------------------------------------------------------
-    def generate(self, kind: str, body: dict[str, Any]) -> list[bytes]:
+    def generate(self, request: RuntimeRequest) -> list[bytes]:
         """POST /sdapi/v1/{txt2img|img2img}; returns the decoded images (PNG bytes)."""
-        r = self._call("POST", f"/sdapi/v1/{kind}", json=body, timeout=self._generate_timeout)
+        kind = request.kind
+        r = self._call("POST", f"/sdapi/v1/{kind}", json=request.body, timeout=self._generate_timeout)
         images = _json(r).get("images")
         if not isinstance(images, list):
             raise RuntimeFault(f"{kind}: answer has no 'images' list")
@@ -164,9 +147,9 @@ class RuntimeClient:
         self._model_seen = time.monotonic()  # alive, and still on the model we know
         return out
 
-    def train(self, body: dict[str, Any]) -> dict[str, Any]:
+    def train(self, request: RuntimeRequest) -> dict[str, Any]:
         """POST /easel/v1/train-lora (Easel runtime only); the answer as JSON (``weights_b64`` when asked)."""
-        r = self._call("POST", "/easel/v1/train-lora", json=body, timeout=self._generate_timeout)
+        r = self._call("POST", "/easel/v1/train-lora", json=request.body, timeout=self._generate_timeout)
         result = _json(r)
         self._model_seen = time.monotonic()
         return result
@@ -213,6 +196,15 @@ class RuntimeClient:
                 raise unsupported from None
             raise
         return _json(r)
+
+    def progress(self) -> float | None:
+        """GET /sdapi/v1/progress: the running call's fraction done (0..1); None if unknown. Never raises."""
+        try:
+            r = self._http.get("/sdapi/v1/progress", params={"skip_current_image": "true"}, timeout=5.0)
+            value = r.json().get("progress") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) else None
 
     def interrupt(self) -> bool:
         """Best effort: stop the running generation between steps. Never raises."""
@@ -291,62 +283,3 @@ def _detail(r: httpx.Response) -> str:
             if key in data:
                 return str(data[key])[:300]
     return str(data)[:300]
-
-
-def runtime_body(
-    data: GenerationInput,
-    *,
-    init_images: list[bytes] | None = None,
-    lora_style: str = "field",
-    lora_names: dict[str, str] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """Map a task's input to the SD WebUI request: ``("txt2img"|"img2img", body)``.
-
-    Only fields with a meaning are sent (neutral WebUI fields are left to their defaults), so the body is
-    accepted by the Easel runtime and by a stock AUTOMATIC1111 alike. LoRAs travel as a ``loras`` list
-    (Easel runtime) or as ``<lora:name:weight>`` prompt tags (stock WebUI), per ``EASEL_AGENT_LORA_STYLE``.
-    ``lora_names`` maps a task's LoRA name to the runtime's (a tenant's private ``<tenant>/<name>``).
-    """
-    names = lora_names or {}
-    body: dict[str, Any] = {
-        "prompt": data.prompt,
-        "negative_prompt": data.negative_prompt,
-        "steps": data.steps,
-        "width": data.width,
-        "height": data.height,
-        "cfg_scale": data.cfg_scale,
-        "sampler_name": data.sampler_name,
-        "seed": data.seed,
-        "batch_size": data.batch_size,
-    }
-    if data.loras:
-        if lora_style == "prompt":
-            tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in data.loras)
-            body["prompt"] = f"{data.prompt} {tags}"
-        else:
-            body["loras"] = [
-                {"name": names.get(lora.name, lora.name), "weight": lora.weight} for lora in data.loras
-            ]
-    if init_images:
-        body["init_images"] = [base64.b64encode(img).decode("ascii") for img in init_images]
-        body["denoising_strength"] = data.denoising_strength
-        return "img2img", body
-    return "txt2img", body
-
-
-def train_body(data: TrainLoraInput, *, images: list[bytes], model: str) -> dict[str, Any]:
-    """The runtime's ``POST /easel/v1/train-lora`` body: nothing written into the (read-only) models store,
-    the adapter returned as ``weights_b64`` for the agent to upload."""
-    return {
-        "model": model,
-        "images": [base64.b64encode(img).decode("ascii") for img in images],
-        "instance_prompt": data.instance_prompt,
-        "output_name": data.output_name,
-        "steps": data.steps,
-        "learning_rate": data.learning_rate,
-        "rank": data.rank,
-        "resolution": data.resolution,
-        "seed": data.seed,
-        "save": False,
-        "return_weights": True,
-    }

@@ -1,0 +1,75 @@
+"""The runtime seam: what the agent needs from "the runtime", whatever kind it is.
+
+The loop (prepare, execute, the LoRA resolver) talks only to :class:`Runtime`; each kind of runtime is one
+adapter module here that maps this interface to its own API and its errors to the agent's tree
+(:mod:`queue_agent.errors`). Another kind of runtime is one new module and one line in
+:func:`make_runtime`, no change to the loop.
+
+    ready        wait_ready(timeout, stop)            poll its health until it can take work
+    model        ensure_model(store_path) -> switched  select the checkpoint (switch only when different)
+    requests     generation_request / training_request build the adapter's own request from a task input
+    generate     generate(request) -> images           one generation, PNG (or other image) bytes
+    train        train(request) -> answer              one LoRA training (weights_b64 in the answer)
+    progress     progress() -> fraction | None         how far the running call is (best effort)
+    interrupt    interrupt() -> sent                   stop the running call between steps (best effort)
+    LoRA upload  private_lora / put_private_lora       a tenant's private adapter, held as <tenant>/<name>
+
+Adapters: :mod:`queue_agent.runtimes.webui` (the Easel runtime and a stock AUTOMATIC1111 WebUI, which speak
+the same SD WebUI dialect).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from easel.contract import GenerationInput, TrainLoraInput
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """An adapter's request, opaque to the loop: ``kind`` names the call (for logs and the adapter)."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    training: bool = False
+
+
+class Runtime(Protocol):
+    """One runtime, one call at a time (the agent serializes generations)."""
+
+    def wait_ready(self, timeout: float, *, stop: threading.Event | None = None) -> bool: ...
+
+    def ensure_model(self, store_path: str) -> bool: ...
+
+    def generation_request(
+        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+    ) -> RuntimeRequest: ...
+
+    def training_request(
+        self, data: TrainLoraInput, *, images: list[bytes], model: str
+    ) -> RuntimeRequest: ...
+
+    def generate(self, request: RuntimeRequest) -> list[bytes]: ...
+
+    def train(self, request: RuntimeRequest) -> dict[str, Any]: ...
+
+    def progress(self) -> float | None: ...
+
+    def interrupt(self) -> bool: ...
+
+    def private_lora(self, tenant: str, name: str) -> dict[str, Any] | None: ...
+
+    def put_private_lora(
+        self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+def make_runtime(http: httpx.Client, *, generate_timeout: float, lora_style: str = "field") -> Runtime:
+    """The adapter of this agent's runtime (today every runtime speaks the SD WebUI dialect)."""
+    from queue_agent.runtimes.webui import WebUiRuntime
+
+    return WebUiRuntime(http, generate_timeout=generate_timeout, lora_style=lora_style)
