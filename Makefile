@@ -17,7 +17,7 @@ PIP_FIND := $(if $(WHEELS),--find-links $(WHEELS),)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup tools demo test lint typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
+.PHONY: setup tools demo test fuzz lint typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
 
 setup: $(STAMP) $(HELM)
 
@@ -60,6 +60,10 @@ synth: setup
 # The whole suite, slow tests included (CI runs exactly this).
 test: setup lint typecheck dockerlint
 	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
+# The API fuzz suite's long profile (over 20,000 generated requests; `make test` runs the short one).
+fuzz: setup
+	EASEL_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 bench: setup
 	$(BIN)/easel bench agent --json docs/bench-agent.json

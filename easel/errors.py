@@ -4,6 +4,7 @@ EaselError
 ├── ConfigError              config.yaml is invalid (names the key and the reason)
 ├── ContractError            a payload does not satisfy the task contract
 │   └── FieldError           ... and we know which field (``field`` is a dotted path)
+│       └── InvalidCursor    a pagination cursor that is tampered, foreign or of another query
 ├── TransitionError          a status change the state machine forbids
 └── StoreError               the task table refused or failed an operation
     ├── TaskNotFound
@@ -44,6 +45,13 @@ class FieldError(ContractError):
         self.field = field
         self.reason = reason
         self.errors = errors or [{"field": field, "message": reason}]
+
+
+class InvalidCursor(FieldError):
+    """A ``next`` cursor this deployment did not issue for this tenant and query."""
+
+    def __init__(self, reason: str = "not a pagination cursor of this listing") -> None:
+        super().__init__("next", reason)
 
 
 class TransitionError(EaselError):

@@ -13,6 +13,11 @@ Layout (DynamoDB, on-demand):
 
 Status changes are conditional writes (``status IN sources``), so terminal states never change and two
 writers racing on one task cannot both win.
+
+Pagination cursors are ``<payload>.<tag>`` (base64url): the payload is the query's LastEvaluatedKey, the tag
+an HMAC-SHA256 with the deployment's cursor key over the tenant, the status filter and the payload. A
+cursor that was altered, issued to another tenant or for another query fails the tag check
+(:class:`InvalidCursor`) before anything reaches DynamoDB.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from easel.contract.status import TaskStatus, sources_of
 from easel.contract.tasks import Task
-from easel.errors import FieldError, StoreError, StoreUnavailable, TaskConflict, TaskNotFound
+from easel.errors import InvalidCursor, StoreError, StoreUnavailable, TaskConflict, TaskNotFound
 
 GSI_BY_TENANT = "by_tenant"
 GSI_BY_STATUS = "by_status"
@@ -105,10 +113,14 @@ def item_to_task(item: dict[str, Any]) -> Task:
 class TaskStore:
     """Reads and conditional writes of task items. The boto3 DynamoDB client is injected."""
 
-    def __init__(self, client: Any, table_name: str, *, retention_days: int = 30) -> None:
+    def __init__(
+        self, client: Any, table_name: str, *, retention_days: int = 30, cursor_key: bytes | None = None
+    ) -> None:
+        """``cursor_key`` signs pagination cursors; without one, a random key valid in this process only."""
         self._ddb = client
         self._table = table_name
         self._retention_days = retention_days
+        self._cursor_key = cursor_key or secrets.token_bytes(32)
 
     # -- create ---------------------------------------------------------------------------------------
     def create(self, task: Task, fingerprint: str) -> tuple[Task, bool]:
@@ -170,15 +182,16 @@ class TaskStore:
             "ScanIndexForward": False,
             "Limit": limit,
         }
+        scope = f"{tenant}\n{status or ''}"
         if cursor:
-            start = _decode_cursor(cursor)
-            if start.get(hash_attr, {}).get("S") != hash_value:
-                raise FieldError("next", "cursor does not belong to this listing")
+            start = _open_cursor(self._cursor_key, scope, cursor)
+            if set(start) != {PARTITION_KEY, hash_attr, SORT_ATTR} or start[hash_attr]["S"] != hash_value:
+                raise InvalidCursor()
             kwargs["ExclusiveStartKey"] = start
         resp = self._call("query", **kwargs)
         tasks = [item_to_task(i) for i in resp.get("Items", [])]
         last = resp.get("LastEvaluatedKey")
-        return tasks, (_encode_cursor(last) if last else None)
+        return tasks, (_seal_cursor(self._cursor_key, scope, last) if last else None)
 
     # -- status changes -------------------------------------------------------------------------------
     def transition(
@@ -398,18 +411,47 @@ class _ConditionFailed(Exception):
     pass
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+# Far longer than any cursor we issue (three short key attributes); refused before any decoding.
+MAX_CURSOR_CHARS = 1024
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _cursor_tag(key: bytes, scope: str, payload: str) -> bytes:
+    return hmac.new(key, f"easel-cursor/v1\n{scope}\n{payload}".encode(), hashlib.sha256).digest()
+
+
+def _seal_cursor(key: bytes, scope: str, last_key: dict[str, Any]) -> str:
+    payload = _b64(json.dumps(last_key, separators=(",", ":"), sort_keys=True).encode())
+    return f"{payload}.{_b64(_cursor_tag(key, scope, payload))}"
+
+
+def _open_cursor(key: bytes, scope: str, cursor: str) -> dict[str, Any]:
+    """The LastEvaluatedKey sealed in ``cursor``, or :class:`InvalidCursor`."""
+    if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():
+        raise InvalidCursor()
+    payload, dot, tag = cursor.partition(".")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
+        given = _unb64(tag)
     except (binascii.Error, ValueError):
-        raise FieldError("next", "not a valid pagination cursor") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise FieldError("next", "not a valid pagination cursor")
+        raise InvalidCursor() from None
+    if not dot or not hmac.compare_digest(given, _cursor_tag(key, scope, payload)):
+        raise InvalidCursor()
+    # Ours from here on; the shape is still checked, so a key rotation bug cannot reach DynamoDB.
+    try:
+        data = json.loads(_unb64(payload))
+    except (binascii.Error, ValueError):
+        raise InvalidCursor() from None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in data.values()
+    ):
+        raise InvalidCursor()
     return data
 
 

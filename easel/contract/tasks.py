@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from easel.contract.status import TaskStatus
+from easel.contract.values import FLOAT_BOUNDS_SCHEMA, JSON_VALUE_BOUNDS, check_json_value, storable_float
 from easel.errors import FieldError
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -74,10 +75,23 @@ def lane_for(priority: Priority | str) -> Lane:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*")
+    @classmethod
+    def _storable_decimals(cls, v: Any) -> Any:
+        # Every decimal of a request within what the store holds (the schema's `not` on each one).
+        return storable_float(v) if isinstance(v, float) else v
+
+
+# Numbers are typed as the schema publishes them: an integer field takes JSON integers only (not "1",
+# true or 1.0), a decimal field takes integers and decimals (bounded by _Strict to what the store can
+# hold, easel.contract.values). New numeric fields use these two.
+Int = Annotated[int, Field(strict=True)]
+Real = Annotated[float, Field(strict=True, json_schema_extra=FLOAT_BOUNDS_SCHEMA)]
+
 
 class LoraRef(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, description="LoRA adapter name in the model store")]
-    weight: Annotated[float, Field(ge=-4.0, le=4.0, description="adapter scale")] = 1.0
+    weight: Annotated[Real, Field(ge=-4.0, le=4.0, description="adapter scale")] = 1.0
 
 
 S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
@@ -89,15 +103,16 @@ class GenerationInput(_Strict):
 
     prompt: Annotated[str, Field(min_length=1)]
     negative_prompt: str = ""
-    steps: Annotated[int, Field(ge=1)] = 20
-    width: Annotated[int, Field(ge=64, multiple_of=8)] = 512
-    height: Annotated[int, Field(ge=64, multiple_of=8)] = 512
-    cfg_scale: Annotated[float, Field(ge=0.0, le=30.0)] = 7.0
+    # The upper bounds are the ceilings of the config's limits (api.limits, checked per deployment).
+    steps: Annotated[Int, Field(ge=1, le=500)] = 20
+    width: Annotated[Int, Field(ge=64, le=4096, multiple_of=8)] = 512
+    height: Annotated[Int, Field(ge=64, le=4096, multiple_of=8)] = 512
+    cfg_scale: Annotated[Real, Field(ge=0.0, le=30.0)] = 7.0
     sampler_name: str = "Euler a"
-    seed: Annotated[int, Field(ge=-1, le=2**32 - 1, description="-1 picks a random seed")] = -1
-    batch_size: Annotated[int, Field(ge=1)] = 1
+    seed: Annotated[Int, Field(ge=-1, le=2**32 - 1, description="-1 picks a random seed")] = -1
+    batch_size: Annotated[Int, Field(ge=1, le=16)] = 1
     init_images: Annotated[list[ImageRef], Field(max_length=1)] = []
-    denoising_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75
+    denoising_strength: Annotated[Real, Field(ge=0.0, le=1.0)] = 0.75
     loras: Annotated[list[LoraRef], Field(max_length=5)] = []
 
     @field_validator("sampler_name")
@@ -121,11 +136,11 @@ class TrainLoraInput(_Strict):
     images: Annotated[list[ImageRef], Field(min_length=1, max_length=50)]
     instance_prompt: Annotated[str, Field(min_length=1)]
     output_name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    steps: Annotated[int, Field(ge=1, le=10_000)] = 500
-    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-4
-    rank: Annotated[int, Field(ge=1, le=128)] = 4
-    resolution: Annotated[int, Field(ge=64, le=1024, multiple_of=8)] = 512
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    steps: Annotated[Int, Field(ge=1, le=10_000)] = 500
+    learning_rate: Annotated[Real, Field(gt=0.0, le=1.0)] = 1e-4
+    rank: Annotated[Int, Field(ge=1, le=128)] = 4
+    resolution: Annotated[Int, Field(ge=64, le=1024, multiple_of=8)] = 512
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
 
 
 TaskInput = GenerationInput | TrainLoraInput
@@ -167,7 +182,10 @@ class TaskRequest(_Strict):
     input: TaskInput
     webhook: AnyHttpUrl | None = None
     webhook_events_filter: list[WebhookEvent] = ["completed"]
-    context: dict[str, Any] | None = None
+    context: Annotated[
+        dict[str, Any] | None,
+        Field(description=f"any JSON object, returned as given; {JSON_VALUE_BOUNDS}"),
+    ] = None
     output_prefix: Annotated[
         str | None,
         Field(pattern=OUTPUT_PREFIX_PATTERN, description="outputs go to tenants/<you>/<prefix>/<id>/"),
@@ -175,6 +193,12 @@ class TaskRequest(_Strict):
     compat: CompatInfo | None = None
 
     _prefix = field_validator("output_prefix")(_check_output_prefix)
+
+    @field_validator("context")
+    @classmethod
+    def _storable_context(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        check_json_value(v, "context")
+        return v
 
     @field_validator("webhook")
     @classmethod
@@ -206,7 +230,8 @@ def check_input_for_type(task_type: TaskType, data: TaskInput) -> None:
 def _field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> FieldError:
     errors = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "body"
+        # An empty key still names a field ('""'); long ones are cut so the error stays readable.
+        loc = ".".join(str(p)[:64] or '""' for p in (*prefix, *err["loc"])) or "body"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -252,6 +277,7 @@ def parse_task_request(body: Any, *, insecure_webhook_origins: frozenset[str] = 
     ``insecure_webhook_origins`` (local mode only): ``http://host:port`` origins accepted as ``webhook``."""
     if not isinstance(body, dict):
         raise FieldError("body", "must be a JSON object")
+    check_json_value(body)
     try:
         env = _Envelope.model_validate(body)
     except ValidationError as exc:

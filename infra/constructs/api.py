@@ -20,6 +20,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -71,7 +72,8 @@ STAGE_NAME = "prod"
 
 
 class Api(Construct):
-    """``rest_api`` (stage ``prod``), ``function`` (the API Lambda), ``usage_plan`` and their log groups.
+    """``rest_api`` (stage ``prod``), ``function`` (the API Lambda), ``usage_plan``, ``cursor_key`` (the
+    pagination cursors' HMAC key) and their log groups.
 
     The stack grants the function its permissions; this construct only passes resource names in.
     """
@@ -88,6 +90,22 @@ class Api(Construct):
         outputs_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
+        # Signs the pagination cursors the API hands out (easel.store): a cursor a tenant altered, or one
+        # issued to another tenant or query, fails its HMAC. Replacing the value only ends open listings.
+        self.cursor_key = secretsmanager.Secret(
+            self,
+            "CursorKey",
+            description=f"{names.prefix}: HMAC key of the API's pagination cursors",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+        )
+        acknowledge(
+            self.cursor_key,
+            "AwsSolutions-SMG4",
+            "The cursor key only authenticates short-lived pagination cursors; replacing it ends the open "
+            "listings at once, so it is rotated by an operator step, not on a schedule.",
+        )
         self.function_log_group = logs.LogGroup(self, "FunctionLogs", retention=logs.RetentionDays.ONE_MONTH)
         self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
             self,
@@ -112,6 +130,7 @@ class Api(Construct):
                 "EASEL_OUTPUTS_BUCKET": outputs_bucket.bucket_name,
                 # Relative to the working directory, which is LAMBDA_TASK_ROOT (the asset root).
                 "EASEL_CONFIG_FILE": CONFIG_FILE,
+                "EASEL_CURSOR_KEY_SECRET_ARN": self.cursor_key.secret_arn,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": names.metrics_namespace,
                 "POWERTOOLS_LOG_LEVEL": "INFO",

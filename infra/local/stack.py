@@ -137,6 +137,9 @@ class LocalStack:
         # The webhooks master key of this run (base64, as EASEL_WEBHOOK_SECRET); in the state file so that
         # `easel webhooks secret TENANT --local` derives the tenants' whsec_ secrets.
         self.webhook_master_b64 = base64.b64encode(secrets.token_bytes(32)).decode()
+        # Signs the API's pagination cursors (the Secrets Manager secret's role in AWS); per run, like a
+        # redeployed key: a cursor does not outlive the stack that issued it.
+        self.cursor_key = secrets.token_urlsafe(32)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -250,6 +253,7 @@ class LocalStack:
             "EASEL_TASKS_TOPIC_ARN": self.resources.tasks_topic_arn,
             "EASEL_OUTPUTS_BUCKET": self.resources.outputs_bucket,
             "EASEL_CONFIG_FILE": str(self.config_file),
+            "EASEL_CURSOR_KEY": self.cursor_key,
             "AWS_ENDPOINT_URL": self.moto_endpoint,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,

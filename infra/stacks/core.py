@@ -86,6 +86,7 @@ class CoreStack(cdk.Stack):
         # The API Lambda: the table, publishing tasks, and reading outputs to presign GET URLs. Nothing else.
         self.storage.table.grant(self.api.function, *API_TABLE_ACTIONS)
         grant_publish(self.messaging.tasks_topic, self.api.function)
+        self.api.cursor_key.grant_read(self.api.function)
         grant_objects(
             self.storage.outputs_bucket, self.api.function, key_pattern="tenants/*", actions=OBJECT_READ
         )

@@ -7,21 +7,35 @@ faults as 500 (logged with the stack).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from easel.errors import FieldError, StoreUnavailable, TaskConflict, TaskNotFound
+from easel.errors import FieldError, InvalidCursor, StoreUnavailable, TaskConflict, TaskNotFound
 from lambdas.api.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, NotFound, ServiceUnavailable
 from lambdas.api.http import json_response
 from lambdas.api.routes import compat, models, tasks, uploads
 from lambdas.api.telemetry import logger, tracer
 
+# A path with a control character (e.g. "/v1/tasks/abc%0A") is no route: the route patterns end in "$",
+# which would otherwise match before a trailing newline and serve task "abc".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+    if _CONTROL.search(app.current_event.path):
+        raise NotFound("the path holds a control character", field="path", code="route_not_found")
+    return next_middleware(app)
+
+
 app = APIGatewayRestResolver()
+app.use(middlewares=[_no_control_characters])
 app.include_router(tasks.router)
 app.include_router(models.router)
 app.include_router(compat.router)
@@ -47,6 +61,13 @@ def _field_error(exc: FieldError) -> Response[str]:
     )
 
 
+@app.exception_handler(InvalidCursor)
+def _invalid_cursor(exc: InvalidCursor) -> Response[str]:
+    return _api_error(
+        BadRequest(f"next: {exc.reason}; start again without `next`", field="next", code="invalid_cursor")
+    )
+
+
 @app.exception_handler(TaskNotFound)
 def _not_found(exc: TaskNotFound) -> Response[str]:
     return _api_error(NotFound(str(exc), field="id", code="task_not_found"))
@@ -65,13 +86,15 @@ def _aws_unavailable(_: Exception) -> Response[str]:
 
 @app.not_found
 def _no_route(_: NotFoundError) -> Response[str]:
-    method = app.current_event.http_method.upper()
+    method = app.current_event.http_method.upper()[:16]
     path = app.current_event.path
     allowed = sorted({r.method for r in app._static_routes + app._dynamic_routes if r.rule.match(path)})
     if allowed:
-        exc: ApiError = MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}")
+        exc: ApiError = MethodNotAllowed(
+            f"{method} is not allowed on {path}; use {', '.join(allowed)}", field="method"
+        )
         return json_response(exc.status, exc.body(), headers={"Allow": ", ".join(allowed)})
-    return _api_error(NotFound(f"no route {method} {path}", code="route_not_found"))
+    return _api_error(NotFound(f"no route {method} {path[:200]!r}", field="path", code="route_not_found"))
 
 
 @app.exception_handler(Exception)

@@ -2,8 +2,9 @@
 
 Environment (see docs/development.md): ``EASEL_TABLE_NAME``, ``EASEL_TASKS_TOPIC_ARN``,
 ``EASEL_OUTPUTS_BUCKET``, ``EASEL_CONFIG_FILE`` (the config as JSON), optional ``EASEL_PUBLIC_URL`` (base
-URL used in ``urls.get``/``urls.cancel`` when the request does not tell it). Tests inject fakes with
-:func:`set_deps`.
+URL used in ``urls.get``/``urls.cancel`` when the request does not tell it), and the key that signs
+pagination cursors: ``EASEL_CURSOR_KEY_SECRET_ARN`` (a Secrets Manager secret, in AWS) or
+``EASEL_CURSOR_KEY`` (the key itself, local mode and tests). Tests inject fakes with :func:`set_deps`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class ApiSettings(BaseSettings):
     outputs_bucket: str
     config_file: Path
     public_url: str | None = None
+    # Signs pagination cursors (easel.store): the same for every instance of the function, so a cursor
+    # from one invocation opens in the next. The secret's value, or this string, is the key.
+    cursor_key: str | None = None
+    cursor_key_secret_arn: str | None = None
     # Local mode only (`easel local up --webhook-allow-origin`): comma-separated http loopback origins a
     # task's `webhook` may use; unset in AWS, where webhooks must be https.
     webhook_test_insecure_origins: str = ""
@@ -136,6 +141,15 @@ def load_config_json(path: Path) -> EaselConfig:
     return parse_config(json.loads(path.read_text()), str(path))
 
 
+def cursor_key(settings: ApiSettings, secrets_client: Any) -> bytes:
+    if settings.cursor_key:
+        return settings.cursor_key.encode()
+    if settings.cursor_key_secret_arn:
+        value: str = secrets_client.get_secret_value(SecretId=settings.cursor_key_secret_arn)["SecretString"]
+        return value.encode()
+    raise RuntimeError("set EASEL_CURSOR_KEY_SECRET_ARN (or EASEL_CURSOR_KEY in local mode)")
+
+
 def build_deps(settings: ApiSettings | None = None) -> Deps:
     import boto3  # boto3 import is slow; pay for it on the first invocation only
 
@@ -149,6 +163,7 @@ def build_deps(settings: ApiSettings | None = None) -> Deps:
             session.client("dynamodb"),
             settings.table_name,
             retention_days=config.api.task_retention_days,
+            cursor_key=cursor_key(settings, session.client("secretsmanager")),
         ),
         publisher=SnsPublisher(session.client("sns"), settings.tasks_topic_arn),
         presigner=S3Presigner(session.client("s3")),

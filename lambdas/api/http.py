@@ -18,8 +18,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from easel.config import EaselConfig
 from easel.contract.tasks import ID_PATTERN
+from easel.contract.values import check_json_value, parse_json_int
 from easel.tenancy import resolve_tenant
 from lambdas.api.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
+from lambdas.api.telemetry import logger
 
 _ID = re.compile(ID_PATTERN)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -41,8 +43,13 @@ def caller_tenant(event: APIGatewayProxyEvent, config: EaselConfig) -> str:
     arn = (event.get("requestContext") or {}).get("identity", {}).get("userArn") or ""
     tenant = resolve_tenant(arn, config.tenants)
     if tenant is None:
-        # The caller's own ARN is not echoed: tenant-readable text never carries ARNs or account ids.
-        raise Forbidden("the caller's IAM identity is not mapped to a tenant", code="unknown_principal")
+        # The caller's ARN goes to the log, not into the answer: tenant-readable text carries no ARNs.
+        logger.info("principal not mapped to a tenant", extra={"principal": arn or "anonymous"})
+        raise Forbidden(
+            "the caller's IAM identity is not mapped to a tenant",
+            field="principal",
+            code="unknown_principal",
+        )
     return tenant
 
 
@@ -69,7 +76,9 @@ def json_body(event: APIGatewayProxyEvent, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"body is not UTF-8 (byte {exc.start})", field="body") from None
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        data = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_int=parse_json_int
+        )
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body"
@@ -78,6 +87,8 @@ def json_body(event: APIGatewayProxyEvent, max_bytes: int) -> Any:
         raise BadRequest("JSON nested too deeply", field="body") from None
     if _depth(data) > _MAX_JSON_DEPTH:
         raise BadRequest(f"JSON nested deeper than {_MAX_JSON_DEPTH} levels", field="body")
+    # Numbers and strings the store could not hold (a FieldError naming the value's path, 400).
+    check_json_value(data)
     return data
 
 
@@ -96,7 +107,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in out:
             # Two values for one key: whichever we kept, the client meant something else somewhere.
-            raise BadRequest(f"duplicate key '{key}' in JSON object", field=key)
+            raise BadRequest(f"duplicate key '{key[:64]}' in JSON object", field=key[:64] or "body")
         out[key] = value
     return out
 
@@ -122,16 +133,18 @@ def query_params(event: APIGatewayProxyEvent, allowed: set[str]) -> dict[str, st
     out: dict[str, str] = {}
     for name in sorted(set(multi) | set(single)):
         if name not in allowed:
-            raise BadRequest(f"unknown query parameter; use: {', '.join(sorted(allowed))}", field=name)
+            raise BadRequest(
+                f"unknown query parameter; use: {', '.join(sorted(allowed))}", field=name[:64] or "query"
+            )
         values = multi.get(name) or [single[name]]
         if len(values) > 1:
-            raise BadRequest("given more than once", field=name)
+            raise BadRequest("given more than once", field=name[:64] or "query")
         out[name] = values[0]
     return out
 
 
 def task_id(value: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise BadRequest(f"'{value[:80]}' is not a task id ([A-Za-z0-9_-]{{1,64}})", field="id")
     return value
 

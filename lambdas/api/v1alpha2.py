@@ -61,8 +61,13 @@ def _object(value: Any, field: str, *, required: set[str], optional: set[str]) -
         raise FieldError(field, "must be a JSON object")
     for key in sorted(required):
         if key not in value:
-            raise FieldError(f"{field}.{key}" if field != "body" else key, "field required")
+            raise FieldError(_path(field, key), "field required")
     for key in value:
         if key not in required | optional:
-            raise FieldError(f"{field}.{key}" if field != "body" else key, "unknown field")
+            raise FieldError(_path(field, key), "unknown field")
     return value
+
+
+def _path(field: str, key: str) -> str:
+    segment = key[:64] or '""'  # an empty key still names a field
+    return segment if field == "body" else f"{field}.{segment}"

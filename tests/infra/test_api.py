@@ -115,6 +115,7 @@ def test_api_lambda_runtime_layer_and_environment(synth: Synth) -> None:
                     "EASEL_TASKS_TOPIC_ARN": Match.any_value(),
                     "EASEL_OUTPUTS_BUCKET": Match.any_value(),
                     "EASEL_CONFIG_FILE": CONFIG_FILE,
+                    "EASEL_CURSOR_KEY_SECRET_ARN": Match.any_value(),
                     "POWERTOOLS_SERVICE_NAME": "easel-api",
                     "POWERTOOLS_METRICS_NAMESPACE": "Easel",
                     "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -153,12 +154,33 @@ def test_api_lambda_may_only_touch_the_table_tasks_topic_and_tenant_outputs(exam
             "kms:GenerateDataKey",
             "s3:GetObject",
             "s3:PutObject",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
         ]
     )
     s3_statement = next(s for s in policies[0] if s["Action"] == "s3:GetObject")
     assert json.dumps(s3_statement["Resource"]).endswith('/tenants/*"]]}')
     put = next(s for s in policies[0] if s["Action"] == "s3:PutObject")
     assert json.dumps(put["Resource"]).endswith('/tenants/*/inputs/*"]]}')
+    # The only secret it reads is its own cursor key.
+    [secret_statement] = [s for s in policies[0] if "secretsmanager:GetSecretValue" in _list(s["Action"])]
+    [cursor_key] = [k for k in synth.resources(synth.core, "AWS::SecretsManager::Secret") if "CursorKey" in k]
+    assert secret_statement["Resource"] == {"Ref": cursor_key}
+
+
+@pytest.mark.slow
+def test_api_lambda_reads_its_cursor_key_from_a_generated_secret(synth: Synth) -> None:
+    [(key, secret)] = [
+        (k, v)
+        for k, v in synth.resources(synth.core, "AWS::SecretsManager::Secret").items()
+        if "CursorKey" in k
+    ]
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    functions = synth.resources(synth.core, "AWS::Lambda::Function")
+    [api] = [f for f in functions.values() if f["Properties"].get("Handler") == HANDLER]
+    assert api["Properties"]["Environment"]["Variables"]["EASEL_CURSOR_KEY_SECRET_ARN"] == {"Ref": key}
+    # By reference only: the key's value never appears in a template.
+    assert "resolve:secretsmanager" not in json.dumps(synth.template_json(synth.core))
 
 
 def test_powertools_layer_matches_the_lambdas_extra_pin() -> None:

@@ -49,6 +49,8 @@ def _function(synth: Synth, handler: str) -> tuple[str, dict[str, Any]]:
 
 def _one(synth: Synth, type_: str) -> tuple[str, dict[str, Any]]:
     found = synth.resources(synth.core, type_)
+    if type_ == "AWS::SecretsManager::Secret":  # the API's cursor key is the stack's other secret
+        found = {k: v for k, v in found.items() if k.startswith("Webhooks")}
     assert len(found) == 1, f"{type_}: {list(found)}"
     key, value = next(iter(found.items()))
     return key, value

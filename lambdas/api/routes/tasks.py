@@ -89,6 +89,7 @@ def cancel_task(id: str) -> Response[str]:
         status = str(current.status) if current else "unknown"
         raise Conflict(
             f"task '{id}' is '{status}' and can no longer be canceled",
+            field="id",
             code="not_cancelable",
             extra={"status": status},
         ) from None
@@ -107,6 +108,7 @@ def _status(value: str | None) -> TaskStatus | None:
 def _limit(value: str | None, maximum: int) -> int:
     if value is None:
         return min(20, maximum)
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    # ASCII digits only: str.isdigit() and int() also take "²", Arabic-Indic digits or "1_0".
+    if not (value.isascii() and value.isdecimal() and len(value) <= 6) or not 1 <= int(value) <= maximum:
         raise BadRequest(f"'{value[:20]}' is not an integer between 1 and {maximum}", field="limit")
     return int(value)

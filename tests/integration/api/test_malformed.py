@@ -178,9 +178,9 @@ CASES = [
     Case("bad task id in path", 400, "id", method="GET", path="/v1/tasks/bad%20id"),
     Case("unknown task", 404, "id", method="GET", path="/v1/tasks/nope"),
     Case("cancel unknown task", 404, "id", path="/v1/tasks/nope/cancel"),
-    Case("unknown route", 404, None, method="GET", path="/v2/things"),
-    Case("wrong method on tasks", 405, None, method="DELETE"),
-    Case("wrong method on models", 405, None, method="PUT", path="/v1/models", body=_req()),
+    Case("unknown route", 404, "path", method="GET", path="/v2/things"),
+    Case("wrong method on tasks", 405, "method", method="DELETE"),
+    Case("wrong method on models", 405, "method", method="PUT", path="/v1/models", body=_req()),
     # -- v1alpha2
     Case("v1alpha2 missing metadata", 400, "task.metadata", path="/v1alpha2", body={"task": {"content": {}}}),
     Case(
