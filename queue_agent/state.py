@@ -6,15 +6,19 @@ never move a terminal task. Throttling becomes :class:`AwsUnavailable` (retryabl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from easel.contract import QueueMessage, Task, TaskRequest, TaskStatus, request_fingerprint
+from easel.contract.failures import task_error
 from easel.errors import StoreUnavailable, TaskConflict, TaskNotFound
 from easel.store import TaskStore
 from queue_agent.errors import AwsUnavailable, aws_call
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -122,7 +126,11 @@ class TaskState:
             )
 
     def fail(self, tenant: str, task_id: str, code: str, message: str) -> Task | None:
-        """-> failed with {code, message}; the current task if already terminal; None if unknown."""
+        """-> failed with {code, message}; the current task if already terminal; None if unknown.
+
+        The tenant reads the error (API, notification, webhook): it is the code's sentence and the
+        message without internals (easel.contract.failures); the message as given goes to the log."""
+        log.info("failing task", extra={"task_id": task_id, "tenant": tenant, "code": code, "error": message})
         try:
             with _store_call("fail task"):
                 return self._store.transition(
@@ -130,7 +138,7 @@ class TaskState:
                     task_id,
                     TaskStatus.FAILED,
                     updates={
-                        "error": {"code": code, "message": message[:1000]},
+                        "error": task_error(code, message).model_dump(),
                         "completed_at": iso(utcnow()),
                     },
                 )

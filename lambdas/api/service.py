@@ -11,7 +11,8 @@ import uuid
 from typing import Any
 
 from easel.config import EaselConfig, Entitlements
-from easel.contract import QueueMessage, Task, TaskError, TaskRequest, TaskStatus, request_fingerprint
+from easel.contract import QueueMessage, Task, TaskRequest, TaskStatus, request_fingerprint
+from easel.contract.failures import task_error
 from easel.errors import StoreError
 from easel.limits import check_limits, check_model
 from easel.naming import output_dir
@@ -19,6 +20,7 @@ from easel.store import TaskStore, now
 from lambdas.api import entitlements
 from lambdas.api.deps import DispatchError, Presigner, Publisher
 from lambdas.api.errors import ServiceUnavailable
+from lambdas.api.telemetry import logger
 
 CANCELABLE = frozenset({TaskStatus.QUEUED, TaskStatus.PROCESSING})
 
@@ -85,6 +87,8 @@ def submit(
     try:
         publisher.publish(QueueMessage.from_task(task, trace))
     except DispatchError as exc:
+        # The SDK's text names the topic ARN and the account: it goes to the log, the tenant reads the code.
+        logger.warning("dispatch failed", extra={"task_id": task.id, "tenant": tenant, "error": str(exc)})
         if created:
             entitlements.refund(store, charge)
             # Nobody will ever pick this task up: say so in the task rather than leave it queued.
@@ -93,7 +97,7 @@ def submit(
                 task.id,
                 TaskStatus.FAILED,
                 updates={
-                    "error": TaskError(code="dispatch_failed", message=str(exc)).model_dump(),
+                    "error": task_error("dispatch_failed").model_dump(),
                     "completed_at": _iso_now(),
                 },
                 sources=[TaskStatus.QUEUED],

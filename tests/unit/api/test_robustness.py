@@ -209,3 +209,78 @@ def test_another_tenants_cursor_is_400_invalid_cursor(deps: Deps) -> None:
     cursor = _two_tasks(deps)
     code, body = invoke(event("GET", "/v1/tasks", query={"limit": ["1"], "next": [cursor]}, arn=GLOBEX_ARN))
     assert (code, body["error"]["code"], body["error"]["field"]) == (400, "invalid_cursor", "next")
+
+
+# -- what a tenant reads about a failure ------------------------------------------------------------------
+
+INTERNALS = ("arn:aws", "123456789012", "An error occurred", "botocore", "/sdapi/", "/work/", ".py")
+
+
+def test_a_failed_dispatch_stores_no_arn_account_or_sdk_text(deps: Deps) -> None:
+    from lambdas.api.deps import SnsPublisher
+
+    # A real publish to a topic that does not exist: moto answers NotFound, naming the ARN and account.
+    topic = deps.settings.tasks_topic_arn + "-gone"
+    deps.publisher = SnsPublisher(_sns(), topic)
+    code, body = invoke(event("POST", "/v1/tasks", body={**BASE, "id": "d1"}))
+    assert (code, body["error"]["code"]) == (503, "dispatch_failed")
+    stored = deps.store.get("acme", "d1")
+    assert stored.status == "failed"
+    assert stored.error is not None and stored.error.code == "dispatch_failed"
+    for internal in INTERNALS:
+        assert internal not in stored.error.message, stored.error.message
+    for internal in INTERNALS:
+        assert internal not in json.dumps(body), body
+    # ... and what the tenant reads through the API is the same stable text.
+    _, shown = invoke(event("GET", "/v1/tasks/d1"))
+    assert shown["error"] == stored.error.model_dump()
+
+
+def _sns() -> Any:
+    import boto3
+
+    return boto3.client("sns", region_name="us-west-2")
+
+
+AGENT_DETAILS = [
+    (
+        "runtime_rejected",
+        "runtime refused POST /sdapi/v1/txt2img (422): width must be a multiple of 8",
+        "422",
+    ),
+    (
+        "retries_exhausted",
+        "gave up after 3 receives; last error: runtime POST http://127.0.0.1:7860/sdapi/v1/txt2img: HTTP 500",
+        "HTTP 500",
+    ),
+    (
+        "retries_exhausted",
+        "gave up after 3 receives; last error: An error occurred (AccessDenied) when calling the PutObject "
+        "operation: User: arn:aws:sts::123456789012:assumed-role/easel-agent/i-0 is not authorized",
+        "AccessDenied",
+    ),
+    ("model_missing", "runtime has no model 'ghost': file /var/lib/easel/models/ghost not found", "ghost"),
+    (
+        "invalid_message",
+        "queue message is malformed: input.steps: Input should be a valid integer",
+        "input.steps",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "kept"), AGENT_DETAILS, ids=[d[0] + str(i) for i, d in enumerate(AGENT_DETAILS)]
+)
+def test_agent_task_errors_keep_the_reason_and_drop_internals(
+    deps: Deps, code: str, detail: str, kept: str
+) -> None:
+    from queue_agent.state import TaskState
+
+    assert invoke(event("POST", "/v1/tasks", body={**BASE, "id": "a1"}))[0] == 202
+    failed = TaskState(deps.store).fail("acme", "a1", code, detail)
+    assert failed is not None and failed.error is not None
+    message = failed.error.message
+    assert failed.error.code == code
+    assert kept in message, message
+    for internal in INTERNALS:
+        assert internal not in message, message
