@@ -187,6 +187,8 @@ class Latency:
 BENCH_CONFIG: dict[str, Any] = {
     "stack_name": "benchapi",
     "env": {"region": "us-west-2"},
+    # The local gateway applies api.throttle as API Gateway does; this bench measures latency, not that.
+    "api": {"throttle": {"rate_limit": 100000, "burst_limit": 100000}},
     "tenants": [{"id": "acme", "principals": ["arn:aws:iam::123456789012:role/acme-*"]}],
     "models": [{"name": "bench-model", "runtime": "bench"}],
     "runtimes": [{"name": "bench"}],

@@ -31,7 +31,8 @@ _SCRUB: list[tuple[re.Pattern[str], str]] = [
     # Raw botocore text: "An error occurred (Code) when calling the Op operation: ..." -> code only.
     (re.compile(r"An error occurred \((\w+)\) when calling the \w+ operation:[^\n]*"), r"AWS error \1"),
     (re.compile(r"arn:aws[\w-]*:[^\s'\",)]*"), "<aws resource>"),
-    (re.compile(r"(?<![\w.])\d{12}(?![\w.])"), "<account>"),
+    # A standalone account id; one inside a bucket name (the tenant's own s3:// input) stays as written.
+    (re.compile(r"(?<![\w.-])\d{12}(?![\w.-])"), "<account>"),
     # The runtime's own API (SD WebUI / Easel endpoints) and where it listens.
     (
         re.compile(
@@ -39,6 +40,7 @@ _SCRUB: list[tuple[re.Pattern[str], str]] = [
         ),
         "",
     ),
+    # (A bucket name holding the account id, as in the tenant's own s3:// input, is left as written.)
     # Absolute file system paths (not URL paths: those follow a host or "s3:/").
     (re.compile(r"(?<![\w:/.-])/(?:[\w.-]+/)+[\w.-]*"), "<path>"),
     (re.compile(r"Traceback \(most recent call last\).*", re.S), ""),

@@ -1,8 +1,14 @@
-"""The local API gateway: SigV4 check, then the same Lambda handler through a REST proxy event.
+"""The local API gateway: throttle, host and SigV4 checks, then the same Lambda handler through a REST
+proxy event.
 
 A raw ASGI app (no framework routing: every path goes to the handler, as with API Gateway's
 ``/{proxy+}``), served by uvicorn on 127.0.0.1 from a background thread. The handler runs in a worker thread
 so a slow request does not block the event loop.
+
+As API Gateway does: requests over the stage's rate/burst (``api.throttle``, a token bucket) get 429
+before anything else runs, and only the host the gateway serves is answered (an execute-api domain
+answers only for itself), so a signed request with another ``Host`` cannot steer the URLs the API
+builds from it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,28 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_PAYLOAD = 10 * 1024 * 1024
 
 
+class TokenBucket:
+    """API Gateway's throttle: ``rate`` requests per second on average, bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+
 class Gateway:
     def __init__(
         self,
@@ -36,11 +64,21 @@ class Gateway:
         region: str,
         *,
         max_payload: int = MAX_PAYLOAD,
+        throttle: TokenBucket | None = None,
+        hosts: frozenset[str] = frozenset(),
     ) -> None:
+        """``hosts``: the ``Host`` values answered (``host:port``); empty until the server pins its own."""
         self._handler = handler
         self._credentials = dict(credentials)
         self._region = region
         self._max_payload = max_payload
+        self._throttle = throttle
+        self.hosts = hosts
+
+    def pin(self, host: str, port: int) -> None:
+        """Serve only this address (by IP, and as ``localhost`` when it is the loopback)."""
+        names = {host, "localhost"} if host in ("127.0.0.1", "::1") else {host}
+        self.hosts = frozenset(f"{name}:{port}" for name in names)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -72,6 +110,8 @@ class Gateway:
         )
 
     async def _respond(self, scope: dict[str, Any], receive: Any) -> ProxyResponse:
+        if self._throttle is not None and not self._throttle.take():
+            return _error(429, "too_many_requests", "rate limit exceeded; retry with backoff")
         body = bytearray()
         while True:
             message = await receive()
@@ -82,6 +122,8 @@ class Gateway:
                 break
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         host = next((v for k, v in headers if k.lower() == "host"), "")
+        if host.lower() not in self.hosts:
+            return _error(403, "host_not_served", "this gateway does not serve that host")
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"").decode("latin-1")
         url = f"http://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
@@ -141,6 +183,7 @@ class GatewayServer:
             self._sock.close()
             raise StackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self.host, self.port = self._sock.getsockname()[:2]
+        app.pin(self.host, self.port)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

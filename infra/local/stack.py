@@ -27,7 +27,7 @@ from infra.local import credentials as local_credentials
 from infra.local import state as state_file
 from infra.local.errors import StackError
 from infra.local.events import ACCOUNT
-from infra.local.gateway import Gateway, GatewayServer
+from infra.local.gateway import Gateway, GatewayServer, TokenBucket
 from infra.local.provision import Resources, provision
 from infra.local.sigv4 import LocalCredential
 from infra.local.state import ChildState, LocalState, TenantCredentials
@@ -173,8 +173,16 @@ class LocalStack:
             self._apply_env()
             from lambdas.api.app import handler
 
+            throttle = self.config.api.throttle
             self._gateway = GatewayServer(
-                Gateway(handler, self.credentials, self.region), host="127.0.0.1", port=self.options.port
+                Gateway(
+                    handler,
+                    self.credentials,
+                    self.region,
+                    throttle=TokenBucket(throttle.rate_limit, throttle.burst_limit),
+                ),
+                host="127.0.0.1",
+                port=self.options.port,
             )
             self._gateway.start()
             self.endpoint = self._gateway.url

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -78,7 +79,13 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        private_dir = settings.private_loras_dir or Path(tempfile.mkdtemp(prefix="easel-private-loras-"))
+        # Without a configured directory, tenants' adapters go to a scratch directory of this process,
+        # removed by close() (shutdown): they must not stay on disk after the runtime is gone.
+        self._scratch = (
+            None if settings.private_loras_dir else Path(tempfile.mkdtemp(prefix="easel-private-loras-"))
+        )
+        private_dir = settings.private_loras_dir or self._scratch
+        assert private_dir is not None
         self.private = PrivateLoras(private_dir, max_bytes=settings.max_lora_upload_bytes)
         self.store = ModelStore(settings.models_dir, self.private)
         self.plan = plan or plan_for(
@@ -118,6 +125,8 @@ class Runner:
     def close(self) -> None:
         self._interrupt.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _boot(self) -> None:
         try:
