@@ -6,7 +6,8 @@ pass validation and then fail at the store with a 5xx, so the contract refuses i
 
 - integers: at most :data:`MAX_INT_DIGITS` digits (``|n| < 10**38``);
 - decimals: finite, and 0 or a magnitude in [:data:`MIN_FLOAT_MAGNITUDE`, :data:`MAX_FLOAT_MAGNITUDE`];
-- strings and object keys: valid Unicode (no unpaired surrogate code points);
+- strings and object keys: valid Unicode (no unpaired surrogate code points); keys not empty (the local
+  store, moto, cannot list an item holding one);
 - nesting: at most :data:`MAX_DEPTH` levels.
 
 The same bounds are published in the JSON schema (``float_bounds_schema`` on every decimal field, the
@@ -36,7 +37,8 @@ FLOAT_BOUNDS_SCHEMA: dict[str, Any] = {
 }
 JSON_VALUE_BOUNDS = (
     f"numbers: integers of at most {MAX_INT_DIGITS} digits, decimals 0 or of magnitude "
-    f"{MIN_FLOAT_MAGNITUDE:g}..{MAX_FLOAT_MAGNITUDE:g}; strings valid Unicode; at most {MAX_DEPTH} levels"
+    f"{MIN_FLOAT_MAGNITUDE:g}..{MAX_FLOAT_MAGNITUDE:g}; strings valid Unicode; keys non-empty; "
+    f"at most {MAX_DEPTH} levels"
 )
 
 
@@ -116,6 +118,8 @@ def _walk(value: Any, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str) or not valid_unicode(key):
                 raise FieldError(path, "has a key that is not valid Unicode (unpaired surrogate)")
+            if not key:
+                raise FieldError(path, "has an empty key")
             _walk(item, _join(path, key), depth + 1)
         return
     if isinstance(value, list | tuple):

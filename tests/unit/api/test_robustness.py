@@ -284,3 +284,13 @@ def test_agent_task_errors_keep_the_reason_and_drop_internals(
     assert kept in message, message
     for internal in INTERNALS:
         assert internal not in message, message
+
+
+@pytest.mark.parametrize("context", [{"": 1}, {"a": {"": 1}}, {"a": [{"": "x"}]}])
+def test_an_empty_object_key_is_400_and_never_stored(deps: Deps, context: dict[str, Any]) -> None:
+    # The local store (moto) cannot list a task holding one: every later GET /v1/tasks would be a 500.
+    code, body = invoke(event("POST", "/v1/tasks", body={**BASE, "context": context}))
+    assert code == 400, body
+    assert body["error"]["field"].startswith("context"), body
+    _nothing_stored(deps)
+    assert invoke(event("GET", "/v1/tasks"))[0] == 200
