@@ -11,6 +11,7 @@ from opentelemetry.trace import INVALID_SPAN
 from PIL import Image
 
 from easel.contract import TaskStatus
+from easel.contract.failures import MAX_DETAIL, task_error
 from easel.naming import output_key
 from queue_agent.errors import AwsUnavailable, RuntimeUnavailable, TaskTimeout
 from queue_agent.execute import REINTERRUPT_SECONDS, Executor
@@ -146,7 +147,10 @@ def test_task_state_fail_is_idempotent_and_never_moves_a_terminal_task() -> None
     msg = message()
     store.create(queued(msg), "fp")
     failed = state.fail("acme", "t1", "timeout", "x" * 2000)
-    assert failed is not None and failed.error is not None and len(failed.error.message) == 1000
+    assert failed is not None and failed.error is not None
+    # The tenant reads the code's sentence, then the scrubbed detail, bounded (easel.contract.failures).
+    assert failed.error.message == task_error("timeout", "x" * 2000).message
+    assert failed.error.message.count("x") == MAX_DETAIL
     again = state.fail("acme", "t1", "other", "y")
     assert again is not None and again.error is not None and again.error.code == "timeout"
     assert state.fail("acme", "nope", "timeout", "x") is None

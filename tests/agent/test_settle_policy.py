@@ -7,6 +7,7 @@ import pytest
 from opentelemetry.trace import INVALID_SPAN
 
 from easel.contract import TaskStatus
+from easel.contract.failures import task_error
 from easel.errors import FieldError
 from queue_agent.errors import (
     AlreadyDone,
@@ -139,7 +140,8 @@ def test_settler_fails_and_acks_a_permanent_error() -> None:
     settler.settle(_job(store, FIRST), ModelMissing("runtime has no model 'x'"))
     task = store.tasks[("acme", "t1")]
     assert task.status is TaskStatus.FAILED and task.error is not None
-    assert (task.error.code, task.error.message) == ("model_missing", "runtime has no model 'x'")
+    assert task.error == task_error("model_missing", "runtime has no model 'x'")
+    assert task.error.message.endswith("runtime has no model 'x'")
     assert notifier.published == [("t1", TaskStatus.FAILED)]
     assert len(acks) == 1 and stats.outcomes["failed"] == 1
 
