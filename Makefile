@@ -63,7 +63,7 @@ test: setup lint typecheck dockerlint
 
 # The API fuzz suite's long profile (over 20,000 generated requests; `make test` runs the short one).
 fuzz: setup
-	EASEL_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+	EASEL_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:cacheprovider --timeout=0 tests/fuzz
 
 bench: setup
 	$(BIN)/easel bench agent --json docs/bench-agent.json
