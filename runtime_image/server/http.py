@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtime_image.server import controlnet
 from runtime_image.server.a1111 import build_response
+from runtime_image.server.batch import ItemError
 from runtime_image.server.errors import (
     InternalError,
     LoraNotFound,
@@ -33,6 +34,7 @@ from runtime_image.server.private import check_ref
 from runtime_image.server.runner import Health, Runner
 from runtime_image.server.samplers import SAMPLERS
 from runtime_image.server.schemas import (
+    BatchRequest,
     ExtrasBase,
     ExtrasBatchImagesRequest,
     ExtrasSingleImageRequest,
@@ -171,6 +173,25 @@ def create_app(runner: Runner) -> FastAPI:
     async def img2img(req: Img2ImgRequest) -> dict[str, Any]:
         tr, result, model = await runner.generate(req)
         return await run_in_threadpool(build_response, req, tr, result, model)
+
+    @app.post("/easel/v1/txt2img-batch")
+    async def txt2img_batch(req: BatchRequest) -> dict[str, Any]:
+        """Several txt2img bodies as one generation (:mod:`runtime_image.server.batch`): ``items`` answers in
+        order, each an A1111 txt2img response plus ``"status": 200`` or its own error (status, error, detail,
+        field). The call itself fails only for what concerns every item (503 busy, 500)."""
+        answers = await runner.generate_batch(req.items)
+
+        def encode() -> list[dict[str, Any]]:
+            out = []
+            for a in answers:
+                if isinstance(a, ItemError):
+                    out.append(a.body())
+                else:
+                    out.append({"status": 200, **build_response(*a)})
+            return out
+
+        items = await run_in_threadpool(encode)
+        return {"items": items}
 
     @app.post("/sdapi/v1/interrupt")
     async def interrupt() -> dict[str, Any]:

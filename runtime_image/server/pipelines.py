@@ -12,6 +12,7 @@ pipeline, with a full mask when the request has none (what A1111 does for such c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,6 +216,57 @@ class LoadedModel:
                     break
         result.seeds = result.seeds[: len(result.images)]
         return result
+
+    def generate_batch(
+        self, jobs: list[GenerationJob], store: ModelStore, on_step: StepHook
+    ) -> list[GenerationResult]:
+        """One text-to-image denoising loop over the images of several jobs of one shape (see
+        :mod:`runtime_image.server.batch`): per-image prompts, negative prompts and generators, so image
+        ``i`` of job ``k`` gets the very noise it gets when job ``k`` runs alone."""
+        first = jobs[0]
+        total = sum(j.batch_size for j in jobs)
+        merged = dataclasses.replace(first, batch_size=total, seed=0)
+        pipe = self.view("txt2img")
+        vae = self.base.vae
+        if use_vae_slicing(self.plan, total):
+            vae.enable_slicing()
+        else:
+            vae.disable_slicing()
+        if use_vae_tiling(self.plan, first.width, first.height):
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        run = _Run(self, merged, on_step, None, None, None)
+        with self.adapters.applied(pipe, list(first.loras), store, self.name):
+            kwargs = run._common(pipe, 0, sampler=first.sampler, schedule=first.sigma_schedule)
+            kwargs.update(
+                prompt=[j.prompt for j in jobs for _ in range(j.batch_size)],
+                negative_prompt=[j.negative_prompt for j in jobs for _ in range(j.batch_size)],
+                num_images_per_prompt=1,
+                generator=[torch.Generator("cpu").manual_seed(s) for j in jobs for s in j.seeds],
+                num_inference_steps=first.steps,
+                width=first.width,
+                height=first.height,
+            )
+            run._sdxl_sizes(kwargs, first.width, first.height)
+            if self.arch.inpainting:
+                kwargs.update(
+                    image=Image.new("RGB", (first.width, first.height), (127, 127, 127)),
+                    mask_image=Image.new("L", (first.width, first.height), 255),
+                    strength=1.0,
+                )
+            images = run._call(pipe, kwargs)
+        results = []
+        at = 0
+        for j in jobs:
+            mine = images[at : at + j.batch_size]
+            at += j.batch_size
+            results.append(
+                GenerationResult(
+                    images=mine, seeds=j.seeds, interrupted=run.stopped, steps_completed=run.done
+                )
+            )
+        return results
 
 
 def _combine(controlnets: list[Any]) -> Any:

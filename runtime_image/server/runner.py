@@ -23,14 +23,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from runtime_image.server.a1111 import StoreView, Translated, translate
 from runtime_image.server.arch import Arch
+from runtime_image.server.batch import MAX_IMAGES, ItemError, check_same_shape, refuse_unbatchable
 from runtime_image.server.cache import LruCache
 from runtime_image.server.device import DevicePlan, plan_for, probe_device
 from runtime_image.server.errors import (
     BusyError,
     InternalError,
     ModelLoadError,
+    NotFoundError,
     NotReadyError,
     RequestError,
     RuntimeServerError,
@@ -39,7 +43,7 @@ from runtime_image.server.loader import load_controlnet, load_pipeline, module_n
 from runtime_image.server.lora import AdapterSet, LoraStats
 from runtime_image.server.pipelines import GenerationResult, LoadedModel
 from runtime_image.server.private import PrivateLoras
-from runtime_image.server.schemas import ExtrasBase, GenerationRequest, TrainLoraRequest
+from runtime_image.server.schemas import ExtrasBase, GenerationRequest, TrainLoraRequest, Txt2ImgRequest
 from runtime_image.server.settings import RuntimeSettings
 from runtime_image.server.store import FileEntry, ModelEntry, ModelStore
 from runtime_image.server.training import TrainJob, describe, train_lora, training_job
@@ -235,6 +239,81 @@ class Runner:
             await asyncio.to_thread(self._check_arch, name or self.store.models()[0].name, tr)
         result, model = await self._submit(self._generate, tr)
         return tr, result, model
+
+    async def generate_batch(
+        self, reqs: list[dict[str, Any]]
+    ) -> list[tuple[Txt2ImgRequest, Translated, GenerationResult, str] | ItemError]:
+        """A mixed batch (:mod:`runtime_image.server.batch`): each item validated on its own; the valid ones
+        of the first item's shape run as one generation; the others answer with their own error."""
+        with self._lock:
+            clip_stop = self._clip_stop
+            current = self._current
+        view = self.store_view()
+
+        def check(raw: dict[str, Any]) -> tuple[Txt2ImgRequest, Translated] | ItemError:
+            try:
+                req = Txt2ImgRequest.model_validate(raw)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"]) or "body"
+                return ItemError(422, RequestError(field, first.get("input"), first["msg"]))
+            try:
+                tr = translate(req, clip_stop=clip_stop, store=view)
+                refuse_unbatchable(tr)
+                if tr.model is not None:
+                    self.store.model(tr.model)
+                for use in tr.job.loras:
+                    self.store.lora(use.name, allow_private=use.allow_private)
+                name = tr.model or current
+                if name is not None or len(self.store.models()) == 1:
+                    self._check_arch(name or self.store.models()[0].name, tr)
+            except RequestError as exc:
+                return ItemError(422, exc)
+            except NotFoundError as exc:
+                return ItemError(404, exc)
+            return req, tr
+
+        # Validation and image decoding happen before admission: bad items never take a queue slot.
+        checked = await asyncio.to_thread(lambda: [check(r) for r in reqs])
+        runnable: list[int] = []
+        images = 0
+        for i, item in enumerate(checked):
+            if isinstance(item, ItemError):
+                continue
+            if runnable:
+                lead = checked[runnable[0]]
+                assert not isinstance(lead, ItemError)
+                try:
+                    check_same_shape(lead[1], item[1])
+                except RequestError as exc:
+                    checked[i] = ItemError(422, exc)
+                    continue
+            if images + item[1].job.batch_size > MAX_IMAGES:
+                checked[i] = ItemError(
+                    422,
+                    RequestError(
+                        "batch_size", item[1].job.batch_size, f"the batch exceeds {MAX_IMAGES} images"
+                    ),
+                )
+                continue
+            images += item[1].job.batch_size
+            runnable.append(i)
+        out: list[tuple[Txt2ImgRequest, Translated, GenerationResult, str] | ItemError] = []
+        if not runnable:
+            return [c for c in checked if isinstance(c, ItemError)]
+        trs = []
+        for i in runnable:
+            item = checked[i]
+            assert not isinstance(item, ItemError)
+            trs.append(item[1])
+        results, model = await self._submit(self._generate_batch, trs)
+        by_index = dict(zip(runnable, results, strict=True))
+        for i, item in enumerate(checked):
+            if isinstance(item, ItemError):
+                out.append(item)
+            else:
+                out.append((item[0], item[1], by_index[i], model))
+        return out
 
     def _check_arch(self, name: str, tr: Translated) -> None:
         """Refuse combinations the model's architecture cannot run, before the request is queued."""
@@ -453,6 +532,19 @@ class Runner:
         finally:
             self._clear_progress()
         return result, model.name
+
+    def _generate_batch(self, trs: list[Translated]) -> tuple[list[GenerationResult], str]:
+        lead = trs[0]
+        name = lead.model or self._current or self._only_model()
+        model = self._activate(name, select=lead.model is None or not lead.restore)
+        jobs = [tr.job for tr in trs]
+        self._interrupt.clear()
+        self._set_progress(job="txt2img", job_count=1, started=self._clock())
+        try:
+            results = model.generate_batch(jobs, self.store, self._on_step)
+        finally:
+            self._clear_progress()
+        return results, model.name
 
     def _controlnet(self, name: str) -> Any:
         entry = self.store.controlnet(name, "controlnet.model")

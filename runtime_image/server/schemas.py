@@ -178,3 +178,9 @@ class TrainLoraRequest(_Body):
     # (base64 ``weights_b64`` in the answer) and stores them itself.
     save: bool = Field(default=True, description="write loras/<output_name>.safetensors into the store")
     return_weights: bool = Field(default=False, description="answer with weights_b64 (safetensors)")
+
+
+class BatchRequest(_Body):
+    """Easel's mixed batch: txt2img bodies validated one by one (an invalid item fails alone)."""
+
+    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=16)]
