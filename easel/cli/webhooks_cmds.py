@@ -1,7 +1,7 @@
 """``easel webhooks secret TENANT``: print the Standard Webhooks signing secret of one tenant.
 
 Every tenant's secret (``whsec_...``) is derived from the deployment's webhooks master key
-(:func:`lambdas.webhooks.signing.derive_tenant_secret`), so no per-tenant secret is stored anywhere: an
+(:func:`easel.webhook_signing.derive_tenant_secret`), so no per-tenant secret is stored anywhere: an
 operator derives it here and hands it to the tenant, whose receiver verifies the ``webhook-signature``
 header with it. The master key comes from the Secrets Manager secret the stack creates (output
 ``WebhookSecretArn``; read with the standard AWS credential chain), from the running local stack's state
@@ -43,7 +43,7 @@ def secret(
     """Print TENANT's webhook signing secret (whsec_...), derived from the webhooks master key."""
     # Imported here: the CLI loads the upper layers only for the commands that need them.
     from easel.config import TENANT_ID
-    from lambdas.webhooks.signing import derive_tenant_secret
+    from easel.webhook_signing import derive_tenant_secret
 
     if not re.fullmatch(TENANT_ID, tenant):
         _usage(f"TENANT: '{tenant}' is not a tenant id (pattern {TENANT_ID})")

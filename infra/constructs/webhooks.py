@@ -1,7 +1,7 @@
 """Webhooks: the results topic -> the webhooks Lambda -> signed Standard Webhooks callbacks to tenants.
 
 - ``secret``: the master key (Secrets Manager, generated at deploy time, never in the template). Every
-  tenant's signing secret is derived from it (:func:`lambdas.webhooks.signing.derive_tenant_secret`), so
+  tenant's signing secret is derived from it (:func:`easel.webhook_signing.derive_tenant_secret`), so
   operators hand one out with ``easel webhooks secret TENANT --secret-arn <WebhookSecretArn>``. The generated
   value is 44 letters and digits: valid base64 (four characters for every three bytes, so no padding), which
   the Lambda base64-decodes into a 33-byte HMAC key with about 262 bits of entropy.

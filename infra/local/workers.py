@@ -64,7 +64,7 @@ def worker_specs(
         models = config.models_of(runtime.name)
         runtime_port, agent_port = port(), port()
         argv = [
-            python, "-m", "easel.cli", "runtime", "serve",
+            python, "-m", "runtime_image.server",
             "--models-dir", str(models_dir), "--host", "127.0.0.1", "--port", str(runtime_port),
             # Leave a core to the agent, moto and the gateway: torch on every core starves them.
             "--cpu-threads", str(cpu_threads),

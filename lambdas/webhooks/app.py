@@ -19,10 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from easel.contract import Task
+from easel.webhook_signing import derive_tenant_secret
 from lambdas.webhooks.delivery import DeliveryPolicy, WebhookSender
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
 from lambdas.webhooks.service import body_of, message_id, wanted
-from lambdas.webhooks.signing import derive_tenant_secret
 
 logger = Logger(service="easel-webhooks")
 

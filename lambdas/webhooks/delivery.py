@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import httpx
 
 from easel.netsafe import Refused, Resolver, Unresolvable, resolve_pinned, system_resolver
+from easel.webhook_signing import sign
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
-from lambdas.webhooks.signing import sign
 
 
 @dataclass(frozen=True)

@@ -374,7 +374,7 @@ def test_runtime_container(render: Render, value_set: str) -> None:
         assert runtime["args"] == values["runtime"]["extraArgs"]
     else:
         cmd = runtime["command"]
-        assert cmd[:3] == ["easel", "runtime", "serve"]
+        assert cmd[:3] == ["python", "-m", "runtime_image.server"]
         assert cmd[cmd.index("--models-dir") + 1] == values["modelsVolume"]["mountPath"]
         assert cmd[cmd.index("--port") + 1] == str(values["runtime"]["port"])
         assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # kubelet probes reach the pod IP

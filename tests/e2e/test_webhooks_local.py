@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from easel.cli import app
 from easel.client import EaselClient
+from easel.webhook_signing import derive_tenant_secret, verify
 from infra.local.stack import LocalStack
-from lambdas.webhooks.signing import derive_tenant_secret, verify
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

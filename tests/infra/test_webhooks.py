@@ -17,6 +17,7 @@ import pytest
 
 from easel.config import load_config
 from easel.contract import Task, TaskStatus, parse_task_request
+from easel.webhook_signing import derive_tenant_secret, verify
 from infra.constructs.webhooks import (
     DELIVERY_TIMEOUT_SECONDS,
     HANDLER,
@@ -28,7 +29,6 @@ from infra.lambda_bundle import HANDLER as API_HANDLER
 from infra.lambda_bundle import stage_api_bundle
 from lambdas.webhooks.app import WebhookSettings, _load_master
 from lambdas.webhooks.service import event_of
-from lambdas.webhooks.signing import derive_tenant_secret, verify
 from tests.conftest import EXAMPLE_CONFIG
 from tests.infra.conftest import Synth
 from tests.webhook_receiver import WebhookReceiver

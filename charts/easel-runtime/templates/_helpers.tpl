@@ -112,7 +112,7 @@ easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store pa
 {{/*
 easel-runtime.runtimeCommand: the runtime container's command as a YAML list, or nothing when the image's
 entrypoint runs (`kind: sdwebui` without `runtime.command`; `runtime.extraArgs` are then the `args`).
-Default for `kind: diffusers`: `easel runtime serve` on all interfaces (kubelet probes reach the pod IP; the
+Default for `kind: diffusers`: `python -m runtime_image.server` on all interfaces (kubelet probes reach the pod IP; the
 NetworkPolicy denies other ingress), with `--model <store path>` for a fixed-model runtime: the runtime only
 sees the models dir, where a model is its store path (the `sd_model_checkpoint` value). Tenants' private LoRAs
 (uploaded by the agent; the models mount is read-only) go to `/tmp/private-loras` on the scratch emptyDir.
@@ -123,7 +123,7 @@ sees the models dir, where a model is its store path (the `sd_model_checkpoint` 
 {{- if .Values.runtime.command -}}
 {{- $cmd = .Values.runtime.command -}}
 {{- else if eq .Values.runtime.kind "diffusers" -}}
-{{- $cmd = list "easel" "runtime" "serve" "--models-dir" .Values.modelsVolume.mountPath "--host" "0.0.0.0" "--port" (toString (int .Values.runtime.port)) "--private-loras-dir" "/tmp/private-loras" -}}
+{{- $cmd = list "python" "-m" "runtime_image.server" "--models-dir" .Values.modelsVolume.mountPath "--host" "0.0.0.0" "--port" (toString (int .Values.runtime.port)) "--private-loras-dir" "/tmp/private-loras" -}}
 {{- if not .Values.runtime.dynamicModels -}}
 {{- $cmd = concat $cmd (list "--model" (first .Values.runtime.models).path) -}}
 {{- end -}}

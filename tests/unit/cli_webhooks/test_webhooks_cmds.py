@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from easel.cli import app
-from lambdas.webhooks.signing import derive_tenant_secret, sign, verify
+from easel.webhook_signing import derive_tenant_secret, sign, verify
 
 MASTER = bytes(range(32))
 MASTER_B64 = base64.b64encode(MASTER).decode()

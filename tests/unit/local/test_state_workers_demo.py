@@ -99,7 +99,7 @@ def test_worker_specs_follow_the_process_contract(two_runtimes_config: EaselConf
     )}  # fmt: skip
     assert sorted(specs) == ["community/agent", "community/runtime", "sd15/agent", "sd15/runtime"]
     fixed = specs["sd15/runtime"].argv
-    assert fixed[:5] == ["/py", "-m", "easel.cli", "runtime", "serve"]
+    assert fixed[:3] == ["/py", "-m", "runtime_image.server"]
     assert fixed[fixed.index("--model") + 1] == "sd15"  # a fixed runtime preloads its one model
     assert "--model" not in specs["community/runtime"].argv
     agent = specs["community/agent"]

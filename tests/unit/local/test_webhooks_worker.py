@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from easel.cli import app
 from easel.config import EaselConfig
 from easel.naming import Names
+from easel.webhook_signing import derive_tenant_secret
 from infra.local import state as state_file
 from infra.local.provision import WEBHOOKS_MAX_RECEIVE_COUNT, WEBHOOKS_VISIBILITY_TIMEOUT_SECONDS, Resources
 from infra.local.state import LocalState, TenantCredentials
 from infra.local.webhooks_worker import handle, poll_once, run
 from infra.local.workers import loopback_origin, webhooks_worker_spec
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused
-from lambdas.webhooks.signing import derive_tenant_secret
 
 URL = "http://q/webhooks-local"
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from easel.contract import Task, TaskStatus, parse_task_request
+from easel.webhook_signing import derive_tenant_secret, sign, verify
 from lambdas.webhooks.app import Deps, deliver, handler, set_deps
 from lambdas.webhooks.delivery import DeliveryPolicy, WebhookSender
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
-from lambdas.webhooks.signing import derive_tenant_secret, sign, verify
 from tests.webhook_receiver import WebhookReceiver
 
 MASTER = b"0123456789abcdef0123456789abcdef"

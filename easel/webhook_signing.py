@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com): ``v1,<base64 HMAC-SHA256>``.
+"""Standard Webhooks signatures (https://www.standardwebhooks.com): ``v1,<base64 HMAC-SHA256>``. Standard
+library only: the webhooks Lambda signs with it, the CLI derives tenant secrets, receivers verify.
 
 The signed content is ``<webhook-id>.<webhook-timestamp>.<body>``. Each tenant has its own secret, derived
 from one master secret so that no per-tenant secret has to be stored: ``whsec_`` + base64 of
