@@ -17,7 +17,7 @@ PIP_FIND := $(if $(WHEELS),--find-links $(WHEELS),)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup tools demo test fuzz lint typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
+.PHONY: setup tools demo test fuzz lint imports typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
 
 setup: $(STAMP) $(HELM)
 
@@ -47,6 +47,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The layer contracts of pyproject's [tool.importlinter] (core below everything, runtime imports nothing).
+imports: setup
+	$(BIN)/lint-imports --no-cache
+
 dockerlint: setup
 	$(BIN)/hadolint runtime_image/Dockerfile queue_agent/Dockerfile
 
@@ -58,7 +62,7 @@ synth: setup
 	$(BIN)/python -m infra.app --out cdk.out
 
 # The whole suite, slow tests included (CI runs exactly this).
-test: setup lint typecheck dockerlint
+test: setup lint imports typecheck dockerlint
 	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider
 
 # The API fuzz suite's long profile (over 20,000 generated requests; `make test` runs the short one).

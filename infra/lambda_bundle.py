@@ -3,9 +3,8 @@
 The asset is a plain directory that CDK zips:
 
     lambdas/**.py            the handlers (``lambdas.api.app.handler``, ``lambdas.webhooks.app.handler``)
-    easel/**.py              the shared core (contract, config model, store); ``easel/cli`` and
-                             ``easel/bench`` are left out: they need typer/rich/moto, which the Lambda
-                             never imports
+    easel/**.py              the shared core (contract, config model, store); ``easel/cli`` is left
+                             out: it needs typer/rich, which the Lambda never imports
     yaml/, pydantic_settings/, dotenv/, typing_inspection/
                              pure-Python dependencies of ``easel`` that the managed Powertools layer does
                              not ship, vendored from the local environment (``.py`` files only: PyYAML's
@@ -34,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = "easel_config.json"
 HANDLER = "lambdas.api.app.handler"
 # (package, subpackages to leave out)
-FIRST_PARTY: tuple[tuple[str, tuple[str, ...]], ...] = (("easel", ("cli", "bench")), ("lambdas", ()))
+FIRST_PARTY: tuple[tuple[str, tuple[str, ...]], ...] = (("easel", ("cli",)), ("lambdas", ()))
 VENDORED: tuple[str, ...] = (
     "yaml",
     "pydantic_settings",

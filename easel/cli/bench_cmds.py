@@ -37,8 +37,8 @@ def agent(
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """Easel's queue agent vs a serial stable-diffusion-on-eks-style agent, on a synthetic runtime."""
-    from easel.bench import agent as bench
-    from easel.bench.report import emit
+    from bench import agent as bench
+    from bench.report import emit
 
     agents = bench.AGENTS if only is None else (only,)
     if only is not None and only not in bench.ALL_AGENTS:
@@ -59,8 +59,8 @@ def api(
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """Cold import of the API handler vs a minimal Powertools handler; signed local submit latency."""
-    from easel.bench import api as bench
-    from easel.bench.report import emit
+    from bench import api as bench
+    from bench.report import emit
 
     imports = bench.bench_imports(runs)
     latencies = [] if skip_submit else bench.bench_submit(requests)
@@ -79,8 +79,8 @@ def runtime(
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """The diffusers runtime on CPU: batching, SD 1.5-size load vs raw read, model switch, a UNet step."""
-    from easel.bench.report import emit
-    from easel.bench.runtime import bench_runtime, tables
+    from bench.report import emit
+    from bench.runtime import bench_runtime, tables
 
     result = bench_runtime(models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15)
     emit(tables(result), result.to_json(), json_path, console)
@@ -97,8 +97,8 @@ def plan_validation(
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """`easel plan`'s prediction vs the real local pipeline (moto, agents, a KEDA-rule scaler)."""
-    from easel.bench.plan_validation import tables, validate
-    from easel.bench.report import emit
+    from bench.plan_validation import tables, validate
+    from bench.report import emit
 
     v = validate(
         hold_s=hold_ms / 1000,

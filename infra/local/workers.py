@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,15 +39,20 @@ def ensure_models(
 ) -> list[Path]:
     """Generate a tiny model at every missing store path (CPU-sized, for local runs). Returns what it made."""
     missing = missing_models(config, models_dir)
-    if missing and make_model is None:
-        from runtime_image.server.tiny import make_tiny_model  # torch/diffusers: only when needed
-
-        make_model = make_tiny_model
+    make = make_model or make_tiny_model_process
     for path in missing:
         path.parent.mkdir(parents=True, exist_ok=True)
-        assert make_model is not None
-        make_model(path)
+        make(path)
     return missing
+
+
+def make_tiny_model_process(path: Path, python: str = sys.executable) -> None:
+    """The runtime's tiny model, written by ``easel models make-tiny`` in a child process: infra runs the
+    runtime's code (as it runs the runtime itself), it never imports it."""
+    argv = [python, "-m", "easel.cli", "models", "make-tiny", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not generate the tiny model at {path}: {done.stderr.strip()[-500:]}")
 
 
 def worker_specs(

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from easel.bench.agent import AgentRun, ProbeEvent, summarize
-from easel.bench.stats import median, percentile, ratio, union_length
+from bench.agent import AgentRun, ProbeEvent, summarize
+from bench.stats import median, percentile, ratio, union_length
 
 
 def test_percentile_interpolates_and_handles_edges() -> None:

@@ -31,10 +31,10 @@ from typing import Any
 
 import httpx
 
-from easel.bench.agent import agent_env
-from easel.bench.localstack import MODEL, RUNTIME, TENANT, LocalStack, bench_config, local_stack, new_batch_id
-from easel.bench.stats import median
-from easel.bench.synthetic_runtime import SyntheticRuntime
+from bench.agent import agent_env
+from bench.localstack import MODEL, RUNTIME, TENANT, LocalStack, bench_config, local_stack, new_batch_id
+from bench.stats import median
+from bench.synthetic_runtime import SyntheticRuntime
 from easel.contract import (
     QueueMessage,
     Task,
@@ -489,7 +489,7 @@ def validate(
     return v
 
 
-def main() -> None:  # pragma: no cover - `python -m easel.bench.plan_validation`
+def main() -> None:  # pragma: no cover - `python -m bench.plan_validation`
     v = validate()
     print(v.to_json())
     sys.exit(0 if v.within_target and v.error is None else 1)
@@ -501,7 +501,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 def tables(v: Validation) -> list[Any]:
-    from easel.bench.report import fmt, make_table, verdict
+    from bench.report import fmt, make_table, verdict
 
     cal = make_table(
         "calibration (inputs of the model, measured on this machine)",

@@ -1,4 +1,6 @@
-"""Benchmarks of the pipeline against baselines and physical limits (``easel bench``).
+"""Benchmarks of the pipeline against baselines and physical limits (``easel bench``, imported lazily by
+the CLI). A top-level development package: it may import every layer (core, agent, runtime, Lambdas, the
+local stack) and is never shipped in an image or a Lambda bundle.
 
 Every result is a ratio against a baseline measured in the same run, because the machines these run on
 are shared and noisy: absolute times are not comparable between runs. Modules:

@@ -157,6 +157,16 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Children run ``python -m bench.*`` (a top-level package of the repository, never installed in images):
+# the repository root goes first on their path, whatever the working directory.
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def importable(env: dict[str, str]) -> dict[str, str]:
+    paths = [REPO_ROOT, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**env, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 def new_batch_id() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -165,12 +175,12 @@ def new_batch_id() -> str:
 def local_stack() -> Iterator[LocalStack]:
     """Start moto in a child process, provision the bench config, and stop moto on exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "easel.bench.moto_child"],
+        [sys.executable, "-m", "bench.moto_child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=importable({**os.environ, "PYTHONUNBUFFERED": "1"}),
     )
     try:
         assert proc.stdout is not None

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from easel.bench.localstack import aws_env
-from easel.bench.stats import median, percentile, ratio
+from bench.localstack import aws_env
+from bench.stats import median, percentile, ratio
 
 API_MODULE = "lambdas.api.app"
 BASELINE_MODULE = "minimal_handler"
@@ -316,7 +316,7 @@ def summary(imports: ImportResult | None, latencies: list[Latency]) -> dict[str,
 
 
 def tables(imports: ImportResult | None, latencies: list[Latency]) -> list[Any]:
-    from easel.bench.report import fmt, make_table, verdict
+    from bench.report import fmt, make_table, verdict
 
     out = []
     if imports is not None:

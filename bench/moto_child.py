@@ -1,6 +1,6 @@
 """Child process entry: a moto server on 127.0.0.1 (ephemeral port) until stdin closes.
 
-Prints ``PORT <n>`` once listening. Run by :mod:`easel.bench.localstack`, in its own process so moto's
+Prints ``PORT <n>`` once listening. Run by :mod:`bench.localstack`, in its own process so moto's
 CPU work (its SQS receive cost grows with queue depth) never competes with the bench for one GIL.
 """
 

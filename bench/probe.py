@@ -1,6 +1,6 @@
-"""Run an agent module with its SQS receive/delete calls timestamped (``python -m easel.bench.probe``).
+"""Run an agent module with its SQS receive/delete calls timestamped (``python -m bench.probe``).
 
-    python -m easel.bench.probe EVENTS_FILE MODULE [ARGS...]
+    python -m bench.probe EVENTS_FILE MODULE [ARGS...]
 
 wraps botocore's ``BaseClient._make_api_call`` (every boto3 client, whatever the agent builds), then runs
 ``MODULE`` as ``__main__``. Each ``ReceiveMessage`` / ``DeleteMessage`` / ``DeleteMessageBatch`` appends
@@ -130,7 +130,7 @@ def install_http(out: TextIO) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
-        raise SystemExit("usage: python -m easel.bench.probe EVENTS_FILE MODULE [ARGS...]")
+        raise SystemExit("usage: python -m bench.probe EVENTS_FILE MODULE [ARGS...]")
     events, module, *rest = argv
     out = open(events, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     install(out)

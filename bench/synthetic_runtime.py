@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from easel.bench.serve import ThreadedServer
+from bench.serve import ThreadedServer
 
 
 @dataclass

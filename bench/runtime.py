@@ -2,7 +2,7 @@
 
 (a) Batching: images/s of ``batch_size`` 1 vs 4 on the tiny model, through the runtime's HTTP server (the
     same requests the agent sends). Rounds of the two alternate so drift hits both.
-(b) Model load: the SD 1.5-size random checkpoint (:mod:`easel.bench.sd15`) activated by a fresh
+(b) Model load: the SD 1.5-size random checkpoint (:mod:`bench.sd15`) activated by a fresh
     :class:`~runtime_image.server.runner.Runner` (store -> LRU cache miss -> loader -> pipeline), vs the raw
     ``read()`` of the same bytes into fresh buffers. The runtime's loader maps safetensors files lazily
     (zero-copy from the page cache), so "load" alone ends before the weights are in memory; "load + touch"
@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 
-from easel.bench.sd15 import ensure_sd15_model, model_bytes
-from easel.bench.serve import ThreadedServer
-from easel.bench.stats import median, ratio
+from bench.sd15 import ensure_sd15_model, model_bytes
+from bench.serve import ThreadedServer
+from bench.stats import median, ratio
 
 TINY_A, TINY_B = "tiny-a", "tiny-b"
 SD15_A, SD15_B = "sd15-random", "sd15-random-b"
@@ -382,7 +382,7 @@ def wait_ready(http: httpx.Client, timeout: float = 120.0) -> None:
 
 # ---- output ---------------------------------------------------------------------------------------------
 def tables(result: RuntimeBench) -> list[Any]:
-    from easel.bench.report import fmt, make_table, verdict
+    from bench.report import fmt, make_table, verdict
 
     out = []
     if result.batch:
@@ -424,7 +424,7 @@ def tables(result: RuntimeBench) -> list[Any]:
 
 
 def _load_table(ld: LoadResult) -> Any:
-    from easel.bench.report import fmt, make_table, verdict
+    from bench.report import fmt, make_table, verdict
 
     t = make_table(
         f"model load: SD 1.5-size checkpoint ({ld.model_bytes / 1e9:.2f} GB fp32), "

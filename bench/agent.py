@@ -3,7 +3,7 @@ synthetic runtime that holds each task for T ms.
 
 Per hold time T and per agent, one run: reset moto and provision, write + publish ``tasks`` tasks (the
 backlog is queued *before* the agent starts, so its start-up is not measured), start the agent as a child
-process under :mod:`easel.bench.probe`, wait until it has deleted every message, stop it. From the probe's
+process under :mod:`bench.probe`, wait until it has deleted every message, stop it. From the probe's
 SQS timestamps and the runtime's records:
 
     window     first receive that returned a message -> the delete that completed the last task
@@ -35,21 +35,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from easel.bench.localstack import (
+from bench.localstack import (
     MODEL,
     MODEL_PATH,
     RUNTIME,
     LocalStack,
     aws_env,
     cpu_seconds,
+    importable,
     local_stack,
     new_batch_id,
 )
-from easel.bench.stats import median, percentile, union_length
-from easel.bench.synthetic_runtime import SyntheticRuntime
+from bench.stats import median, percentile, union_length
+from bench.synthetic_runtime import SyntheticRuntime
 
 AGENTS = ("easel", "baseline")
-# "floor" (easel.bench.floor_agent): no AWS work between generations, the harness's own cost per task.
+# "floor" (bench.floor_agent): no AWS work between generations, the harness's own cost per task.
 ALL_AGENTS = (*AGENTS, "floor")
 DEFAULT_HOLDS_MS = (100.0, 250.0, 1500.0)
 DEFAULT_TASKS = 36
@@ -117,10 +118,10 @@ def free_port() -> int:
 def agent_command(agent: str, events: Path) -> list[str]:
     module = {
         "easel": "queue_agent",
-        "baseline": "easel.bench.baseline_agent",
-        "floor": "easel.bench.floor_agent",
+        "baseline": "bench.baseline_agent",
+        "floor": "bench.floor_agent",
     }[agent]
-    return [sys.executable, "-m", "easel.bench.probe", str(events), module]
+    return [sys.executable, "-m", "bench.probe", str(events), module]
 
 
 def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -> dict[str, str]:
@@ -131,6 +132,7 @@ def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -
     }
     env.update(aws_env(stack.endpoint))
     env["PYTHONUNBUFFERED"] = "1"
+    env = importable(env)
     res = stack.resources
     if agent == "easel":
         spec = stack.config.runtime(RUNTIME)
@@ -416,7 +418,7 @@ def _div(a: float, b: float) -> float:
 
 
 def tables(runs: list[AgentRun]) -> list[Any]:
-    from easel.bench.report import fmt, make_table, verdict
+    from bench.report import fmt, make_table, verdict
 
     table = make_table(
         "easel bench agent: runtime busy fraction, throughput and per-task overhead",
