@@ -427,6 +427,7 @@ def tables(runs: list[AgentRun]) -> list[Any]:
             "agent",
             "busy",
             "busy target",
+            "busy steady",
             "tasks/s",
             "overhead p50 (ms)",
             "p95 (ms)",
