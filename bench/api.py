@@ -272,11 +272,9 @@ def _aws_floor(state: Any, requests: int, warmup: int) -> list[float]:
         QueueMessage,
         parse_task_request,
         request_fingerprint,
-        routing_attributes,
-        sns_attributes,
     )
+    from easel.lifecycle import publish_task, queued_task
     from easel.store import TaskStore
-    from lambdas.api.service import build_task
 
     dummy = aws_env(state.moto_endpoint)
     session = boto3.Session(
@@ -289,15 +287,10 @@ def _aws_floor(state: Any, requests: int, warmup: int) -> list[float]:
     samples = []
     for i in range(warmup + requests):
         request = parse_task_request(_submit_body(10_000 + i))
-        task = build_task(request, tenant="acme", runtime="bench")
+        task = queued_task(request, tenant="acme", runtime="bench")
         t = time.perf_counter()
         store.create(task, request_fingerprint(request))
-        message = QueueMessage.from_task(task)
-        sns.publish(
-            TopicArn=state.resources.tasks_topic_arn,
-            Message=message.model_dump_json(),
-            MessageAttributes=sns_attributes(routing_attributes(message)),
-        )
+        publish_task(sns, state.resources.tasks_topic_arn, QueueMessage.from_task(task))
         if i >= warmup:
             samples.append((time.perf_counter() - t) * 1000)
     return samples

@@ -24,14 +24,12 @@ from easel.config import EaselConfig, parse_config
 from easel.contract import (
     QueueMessage,
     Task,
-    TaskStatus,
     parse_task_request,
     request_fingerprint,
-    routing_attributes,
-    sns_attributes,
 )
+from easel.lifecycle import publish_task, queued_task
 from easel.naming import Names
-from easel.store import TaskStore, now
+from easel.store import TaskStore
 from infra.local.provision import Resources, provision
 
 REGION = "us-west-2"
@@ -108,24 +106,9 @@ class LocalStack:
                 }
             )
             assert request.id is not None
-            task = Task(
-                id=request.id,
-                tenant=TENANT,
-                status=TaskStatus.QUEUED,
-                task_type=request.task_type,
-                model=request.model,
-                runtime=RUNTIME,
-                priority=request.priority,
-                input=request.input,
-                created_at=now(),
-            )
+            task = queued_task(request, tenant=TENANT, runtime=RUNTIME)
             store.create(task, request_fingerprint(request))
-            message = QueueMessage.from_task(task)
-            sns.publish(
-                TopicArn=self.resources.tasks_topic_arn,
-                Message=message.model_dump_json(),
-                MessageAttributes=sns_attributes(routing_attributes(message)),
-            )
+            publish_task(sns, self.resources.tasks_topic_arn, QueueMessage.from_task(task))
             tasks.append(task)
         return tasks
 

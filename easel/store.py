@@ -37,6 +37,7 @@ from typing import Any, cast
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from easel.clock import iso
 from easel.contract.status import TaskStatus, sources_of
 from easel.contract.tasks import Task
 from easel.errors import InvalidCursor, StoreError, StoreUnavailable, TaskConflict, TaskNotFound
@@ -86,8 +87,7 @@ def _key(tenant: str, task_id: str) -> dict[str, Any]:
     return {PARTITION_KEY: {"S": f"{tenant}#{task_id}"}}
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+_iso = iso  # the one timestamp format (easel.clock)
 
 
 def task_to_item(task: Task, *, fingerprint: str | None, retention_days: int) -> dict[str, Any]:
@@ -453,7 +453,3 @@ def _open_cursor(key: bytes, scope: str, cursor: str) -> dict[str, Any]:
     ):
         raise InvalidCursor()
     return data
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from easel.clock import utcnow
 from easel.contract import Task, TaskStatus
 from easel.errors import TaskConflict
 from queue_agent.errors import AlreadyDone, RuntimeUnavailable, TaskCanceled, TaskTimeout
@@ -26,7 +27,7 @@ from queue_agent.notify import Notifier
 from queue_agent.runtimes import Runtime
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import GracefulShutdown
-from queue_agent.state import TaskState, utcnow
+from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
 
 log = logging.getLogger(__name__)

@@ -9,24 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from easel.contract import QueueMessage, Task, TaskRequest, TaskStatus, request_fingerprint
-from easel.contract.failures import task_error
+from easel import lifecycle
+from easel.contract import QueueMessage, Task, TaskRequest, request_fingerprint
 from easel.errors import StoreUnavailable, TaskConflict, TaskNotFound
 from easel.store import TaskStore
 from queue_agent.errors import AwsUnavailable, aws_call
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def message_fingerprint(message: QueueMessage) -> str:
@@ -70,20 +62,9 @@ class TaskState:
             existing = self._store.find(message.tenant, message.id)
         if existing is not None:
             return existing
-        task = Task(
-            id=message.id,
-            tenant=message.tenant,
-            status=TaskStatus.QUEUED,
-            task_type=message.task_type,
-            model=message.model,
-            runtime=message.runtime,
-            priority=message.priority,
-            input=message.input,
-            created_at=message.created_at,
-        )
         try:
             with _store_call("create task"):
-                created, _ = self._store.create(task, message_fingerprint(message))
+                created, _ = self._store.create(lifecycle.queued_task(message), message_fingerprint(message))
         except TaskConflict as exc:
             # Created meanwhile with another body (the API won a race): the stored one is the truth.
             if exc.current is not None:
@@ -93,37 +74,16 @@ class TaskState:
 
     def start(self, message: QueueMessage, started_at: datetime) -> Task:
         """queued|processing -> processing, counting the attempt. Raises TaskConflict if terminal."""
-        queue_seconds = max(0.0, (started_at - message.created_at).total_seconds())
         with _store_call("start task"):
-            return self._store.transition(
-                message.tenant,
-                message.id,
-                TaskStatus.PROCESSING,
-                updates={"started_at": iso(started_at), "metrics": {"queue_seconds": queue_seconds}},
-                count_attempt=True,
-            )
+            return lifecycle.start(self._store, message, started_at)
 
     def succeed(
         self, task: Task, images: list[str], metrics: dict[str, float | None], *, lora: str | None = None
     ) -> Task:
         """processing -> succeeded with outputs (images, or a trained LoRA's URI) and metrics. Raises
         TaskConflict (e.g. canceled)."""
-        output: dict[str, object] = {"images": images, "urls": []}
-        if lora is not None:
-            output["lora"] = lora
         with _store_call("complete task"):
-            return self._store.transition(
-                task.tenant,
-                task.id,
-                TaskStatus.SUCCEEDED,
-                sources=[TaskStatus.PROCESSING],
-                updates={
-                    "output": output,
-                    "metrics": metrics,
-                    "completed_at": iso(utcnow()),
-                    "error": None,
-                },
-            )
+            return lifecycle.succeed(self._store, task, images, metrics, lora=lora)
 
     def fail(self, tenant: str, task_id: str, code: str, message: str) -> Task | None:
         """-> failed with {code, message}; the current task if already terminal; None if unknown.
@@ -133,15 +93,7 @@ class TaskState:
         log.info("failing task", extra={"task_id": task_id, "tenant": tenant, "code": code, "error": message})
         try:
             with _store_call("fail task"):
-                return self._store.transition(
-                    tenant,
-                    task_id,
-                    TaskStatus.FAILED,
-                    updates={
-                        "error": task_error(code, message).model_dump(),
-                        "completed_at": iso(utcnow()),
-                    },
-                )
+                return lifecycle.fail(self._store, tenant, task_id, code, message)
         except TaskConflict as exc:
             return exc.current
         except TaskNotFound:

@@ -19,7 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from easel.config import EaselConfig, parse_config
-from easel.contract import QueueMessage, routing_attributes, sns_attributes
+from easel.contract import QueueMessage
+from easel.lifecycle import publish_task
 from easel.store import TaskStore
 
 
@@ -65,14 +66,7 @@ class SnsPublisher:
 
     def publish(self, message: QueueMessage) -> None:
         try:
-            self._sns.publish(
-                TopicArn=self._topic,
-                Message=message.model_dump_json(),
-                MessageAttributes=sns_attributes(routing_attributes(message)),
-                # Fair share within a lane: SNS forwards the group id to the (standard) lane queues, and SQS
-                # fair queues keep one tenant's backlog from delaying the other tenants' messages.
-                MessageGroupId=message.tenant,
-            )
+            publish_task(self._sns, self._topic, message)
         except (ClientError, BotoCoreError) as exc:
             raise DispatchError(f"publish to {self._topic} failed: {exc}") from exc
 

@@ -12,6 +12,7 @@ from easel.errors import FieldError
 from easel.limits import check_limits, check_model
 from lambdas.api import http, inputs, service
 from lambdas.api.deps import get_deps
+from lambdas.api.errors import ServiceUnavailable
 from lambdas.api.telemetry import record_submitted
 
 # Where /v1/tasks bodies carry images (inline base64 is moved to S3 from these places).
@@ -75,14 +76,19 @@ def accept(
             raise rename(exc) from None
         for key, data, content_type in prepared.pending:
             deps.inputs.put(bucket, key, data, content_type)
-    task, created = service.submit(
-        request,
-        tenant=tenant,
-        config=deps.config,
-        store=deps.store,
-        publisher=deps.publisher,
-        trace=http.trace_context(event),
-    )
+    try:
+        task, created = service.submit(
+            request,
+            tenant=tenant,
+            config=deps.config,
+            store=deps.store,
+            publisher=deps.publisher,
+            trace=http.trace_context(event),
+        )
+    except service.DispatchFailed as exc:
+        raise ServiceUnavailable(
+            "the task could not be queued; retry later", code="dispatch_failed", extra={"id": exc.task_id}
+        ) from exc
     if created:
         record_submitted(task)
     return task, created

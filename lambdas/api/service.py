@@ -2,50 +2,33 @@
 
 Submit order: validate (caller) -> model + limits -> entitlements (allowed, in flight, daily quota) ->
 store.create (idempotent) -> publish -> task.
-If publishing fails the task is marked ``failed`` (``dispatch_failed``) so it never sits ``queued`` forever.
+If publishing fails the task is marked ``failed`` (``dispatch_failed``) so it never sits ``queued`` forever,
+and :class:`DispatchFailed` is raised; the handler layer maps it to HTTP 503.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
+from easel import lifecycle
+from easel.clock import utcnow
 from easel.config import EaselConfig, Entitlements
 from easel.contract import QueueMessage, Task, TaskRequest, TaskStatus, request_fingerprint
-from easel.contract.failures import task_error
 from easel.errors import StoreError
 from easel.limits import check_limits, check_model
 from easel.naming import output_dir
-from easel.store import TaskStore, now
+from easel.store import TaskStore
 from lambdas.api import entitlements
 from lambdas.api.deps import DispatchError, Presigner, Publisher
-from lambdas.api.errors import ServiceUnavailable
 from lambdas.api.telemetry import logger
 
-CANCELABLE = frozenset({TaskStatus.QUEUED, TaskStatus.PROCESSING})
 
+class DispatchFailed(Exception):
+    """The task could not be published to the tasks topic (``task_id`` names it); retry later."""
 
-def new_task_id() -> str:
-    return uuid.uuid4().hex
-
-
-def build_task(request: TaskRequest, *, tenant: str, runtime: str) -> Task:
-    return Task(
-        id=request.id or new_task_id(),
-        tenant=tenant,
-        status=TaskStatus.QUEUED,
-        task_type=request.task_type,
-        model=request.model,
-        runtime=runtime,
-        priority=request.priority,
-        input=request.input,
-        context=request.context,
-        webhook=str(request.webhook) if request.webhook is not None else None,
-        webhook_events_filter=request.webhook_events_filter,
-        output_prefix=request.output_prefix,
-        compat=request.compat,
-        created_at=now(),
-    )
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(f"task '{task_id}' could not be queued: {reason}")
+        self.task_id = task_id
 
 
 def submit(
@@ -72,10 +55,10 @@ def submit(
     # An idempotent replay of an existing task is answered as usual, whatever the tenant's usage now.
     if request.id is None or store.find(tenant, request.id) is None:
         entitlements.check_active(store, tenant, rules)
-        charge = entitlements.charge_daily(store, tenant, request, rules, now())
+        charge = entitlements.charge_daily(store, tenant, request, rules, utcnow())
     try:
         task, created = store.create(
-            build_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
+            lifecycle.queued_task(request, tenant=tenant, runtime=runtime), request_fingerprint(request)
         )
     except BaseException:
         entitlements.refund(store, charge)
@@ -92,20 +75,9 @@ def submit(
         if created:
             entitlements.refund(store, charge)
             # Nobody will ever pick this task up: say so in the task rather than leave it queued.
-            store.transition(
-                tenant,
-                task.id,
-                TaskStatus.FAILED,
-                updates={
-                    "error": task_error("dispatch_failed").model_dump(),
-                    "completed_at": _iso_now(),
-                },
-                sources=[TaskStatus.QUEUED],
-            )
-        raise ServiceUnavailable(
-            "the task could not be queued; retry later", code="dispatch_failed", extra={"id": task.id}
-        ) from exc
-    dispatched = now()
+            lifecycle.fail(store, tenant, task.id, "dispatch_failed", sources=[TaskStatus.QUEUED])
+        raise DispatchFailed(task.id, "publish failed") from exc
+    dispatched = utcnow()
     try:
         store.mark_dispatched(tenant, task.id, dispatched)
     except StoreError:
@@ -116,13 +88,7 @@ def submit(
 
 def cancel(store: TaskStore, tenant: str, task_id: str) -> Task:
     """queued|processing -> canceled; a terminal task raises :class:`easel.errors.TaskConflict`."""
-    return store.transition(
-        tenant,
-        task_id,
-        TaskStatus.CANCELED,
-        updates={"completed_at": _iso_now()},
-        sources=CANCELABLE,
-    )
+    return lifecycle.cancel(store, tenant, task_id)
 
 
 def present(
@@ -160,7 +126,3 @@ def _own_objects(task: Task, outputs_bucket: str) -> list[tuple[str, str]]:
             bucket, _, key = uri.removeprefix("s3://").partition("/")
             out.append((bucket, key))
     return out
-
-
-def _iso_now() -> str:
-    return now().isoformat().replace("+00:00", "Z")

@@ -22,12 +22,10 @@ from easel.contract import (
     QueueMessage,
     Task,
     TaskRequest,
-    TaskStatus,
     parse_input,
     request_fingerprint,
-    routing_attributes,
-    sns_attributes,
 )
+from easel.lifecycle import publish_task, queued_task
 from easel.naming import Names
 from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
@@ -171,18 +169,11 @@ class Stack:
 
     def create_record(self, msg: QueueMessage, *, webhook: str | None = None) -> Task:
         """What the API does before publishing."""
-        task = Task(
-            id=msg.id,
-            tenant=msg.tenant,
-            status=TaskStatus.QUEUED,
-            task_type=msg.task_type,
-            model=msg.model,
-            runtime=msg.runtime,
-            priority=msg.priority,
-            input=msg.input,
-            created_at=msg.created_at,
-            webhook=webhook,
-            webhook_events_filter=["start", "completed"] if webhook else ["completed"],
+        task = queued_task(msg).model_copy(
+            update={
+                "webhook": webhook,
+                "webhook_events_filter": ["start", "completed"] if webhook else ["completed"],
+            }
         )
         req = TaskRequest(
             id=msg.id, task_type=msg.task_type, model=msg.model, priority=msg.priority, input=msg.input
@@ -192,11 +183,7 @@ class Stack:
 
     def publish(self, msg: QueueMessage) -> None:
         """Publish to the tasks topic like the API (routing by the lane filter policies)."""
-        self.sns.publish(
-            TopicArn=self.resources.tasks_topic_arn,
-            Message=msg.model_dump_json(),
-            MessageAttributes=sns_attributes(routing_attributes(msg)),
-        )
+        publish_task(self.sns, self.resources.tasks_topic_arn, msg)
 
     def submit(self, task_id: str, *, record: bool = True, **kw: Any) -> QueueMessage:
         msg = self.message(task_id, **kw)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from easel.contract import GenerationInput, Task, TaskStatus
+from easel.contract import GenerationInput, TaskRequest, TaskStatus
 from queue_agent.errors import (
     AwsUnavailable,
     ModelMissing,
@@ -261,23 +261,13 @@ class FlakySns:
 @pytest.mark.integration
 def test_failed_publish_releases_the_claim(provisioned: Any, aws_session: Any) -> None:
     """SNS throttles the first publish: the claim is released, the retry publishes, then never again."""
-    from datetime import UTC, datetime
-
+    from easel.lifecycle import queued_task
     from easel.store import TaskStore
 
     _, _, resources = provisioned
     store = TaskStore(aws_session.client("dynamodb"), resources.table)
-    task = Task(
-        id="n1",
-        tenant="acme",
-        status=TaskStatus.QUEUED,
-        task_type="text-to-image",  # type: ignore[arg-type]
-        model="sd15",
-        runtime="sd15",
-        priority="normal",  # type: ignore[arg-type]
-        input=GenerationInput(prompt="x"),
-        created_at=datetime.now(UTC),
-    )
+    request = TaskRequest(id="n1", task_type="text-to-image", model="sd15", input=GenerationInput(prompt="x"))  # type: ignore[arg-type]
+    task = queued_task(request, tenant="acme", runtime="sd15")
     store.create(task, "fp")
     done = store.transition("acme", "n1", TaskStatus.CANCELED)
     sns = FlakySns(failures=1)

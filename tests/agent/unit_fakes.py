@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from easel.contract import GenerationInput, Lane, QueueMessage, Task, TaskStatus, TrainLoraInput
 from easel.contract.status import sources_of
 from easel.errors import StoreUnavailable, TaskConflict, TaskNotFound
+from easel.lifecycle import queued_task
 from queue_agent.lanes import Received
 from queue_agent.runtimes import RuntimeRequest
 
@@ -75,17 +76,7 @@ def message(task_id: str = "t1", *, tenant: str = "acme", created_at: datetime |
 
 
 def queued(msg: QueueMessage) -> Task:
-    return Task(
-        id=msg.id,
-        tenant=msg.tenant,
-        status=TaskStatus.QUEUED,
-        task_type=msg.task_type,
-        model=msg.model,
-        runtime=msg.runtime,
-        priority=msg.priority,
-        input=msg.input,
-        created_at=msg.created_at,
-    )
+    return queued_task(msg)
 
 
 class FakeStore:

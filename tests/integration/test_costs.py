@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from easel.cli.costs_cmds import parse_since
 from easel.config import EaselConfig
-from easel.contract import Task, TaskStatus, parse_task_request
+from easel.contract import TaskStatus, parse_task_request
 from easel.costs import tenant_costs
+from easel.lifecycle import queued_task
 from easel.naming import Names
 from easel.store import TaskStore
 from infra.local.provision import Resources
@@ -23,9 +24,8 @@ NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 def put(store: TaskStore, tid: str, tenant: str, runtime: str, model: str, *, hours_ago: float,
         status: TaskStatus, gpu: float | None) -> None:  # fmt: skip
     req = parse_task_request({"task_type": "text-to-image", "model": model, "input": {"prompt": "p"}})
-    task = Task(id=tid, tenant=tenant, status=TaskStatus.QUEUED, task_type=req.task_type, model=model,
-                runtime=runtime, priority=req.priority, input=req.input,
-                created_at=NOW - timedelta(hours=hours_ago))  # fmt: skip
+    req = req.model_copy(update={"id": tid})
+    task = queued_task(req, tenant=tenant, runtime=runtime, created_at=NOW - timedelta(hours=hours_ago))
     store.create(task, tid)
     if status is not TaskStatus.QUEUED:
         store.transition(tenant, tid, TaskStatus.PROCESSING)

@@ -10,6 +10,7 @@ import pytest
 from easel.config import EaselConfig
 from easel.contract import Task, TaskStatus, parse_task_request
 from easel.errors import FieldError, TaskConflict, TaskNotFound
+from easel.lifecycle import queued_task
 from easel.naming import Names
 from easel.store import TaskStore
 from infra.local.provision import Resources
@@ -21,17 +22,8 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def make_task(task_id: str, tenant: str = "acme", minutes: int = 0) -> Task:
     req = parse_task_request({"task_type": "text-to-image", "model": "realvis", "input": {"prompt": "p"}})
-    return Task(
-        id=task_id,
-        tenant=tenant,
-        status=TaskStatus.QUEUED,
-        task_type=req.task_type,
-        model=req.model,
-        runtime="community",
-        priority=req.priority,
-        input=req.input,
-        created_at=T0 + timedelta(minutes=minutes),
-    )
+    req = req.model_copy(update={"id": task_id})
+    return queued_task(req, tenant=tenant, runtime="community", created_at=T0 + timedelta(minutes=minutes))
 
 
 @pytest.fixture

@@ -85,8 +85,7 @@ def cancel_task(id: str) -> Response[str]:
     try:
         task = service.cancel(deps.store, tenant, http.task_id(id))
     except TaskConflict as exc:
-        current = exc.current if isinstance(exc.current, Task) else None
-        status = str(current.status) if current else "unknown"
+        status = str(exc.current.status) if exc.current else "unknown"
         raise Conflict(
             f"task '{id}' is '{status}' and can no longer be canceled",
             field="id",

@@ -62,11 +62,11 @@ def test_replay_returns_200_and_publishes_once(deps: Deps) -> None:
 
 def test_replay_republishes_a_queued_task_never_dispatched(deps: Deps) -> None:
     from easel.contract import parse_task_request, request_fingerprint
-    from lambdas.api.service import build_task
+    from easel.lifecycle import queued_task
 
     # A crash between the write and the publish leaves a queued task with no dispatch mark.
     request = parse_task_request({**REQ, "id": "job-3"})
-    deps.store.create(build_task(request, tenant="acme", runtime="sd15"), request_fingerprint(request))
+    deps.store.create(queued_task(request, tenant="acme", runtime="sd15"), request_fingerprint(request))
     assert invoke(event("POST", "/v1/tasks", body={**REQ, "id": "job-3"}))[0] == 200
     assert [m.id for m in _publisher(deps).messages] == ["job-3"]
     assert invoke(event("POST", "/v1/tasks", body={**REQ, "id": "job-3"}))[0] == 200
