@@ -211,6 +211,7 @@ class Stack:
                 MaxNumberOfMessages=10,
                 WaitTimeSeconds=0,
                 MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["SentTimestamp"],
             )
             msgs = resp.get("Messages", [])
             if not msgs:
@@ -218,6 +219,8 @@ class Stack:
             for m in msgs:
                 body = json.loads(m["Body"])
                 body["_attributes"] = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
+                # When the agent published it (wall clock, ms): the observer's polling adds no delay here.
+                body["_sent_at"] = int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
                 self.seen.append(body)
                 self.sqs.delete_message(QueueUrl=self.observer_url, ReceiptHandle=m["ReceiptHandle"])
 
