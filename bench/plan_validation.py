@@ -41,15 +41,14 @@ from easel.contract import (
     TaskStatus,
     parse_task_request,
     request_fingerprint,
-    routing_attributes,
-    sns_attributes,
 )
+from easel.lifecycle import publish_task, queued_task
 from easel.plan.arrivals import arrival_times
 from easel.plan.keda import Hpa, Keda, Policy, Rules, sqs_metric
 from easel.plan.profile import Plan, parse_profile, resolve
 from easel.plan.report import percentile
 from easel.plan.sim import simulate
-from easel.store import TaskStore, now
+from easel.store import TaskStore
 
 TARGET = 0.10
 
@@ -290,24 +289,9 @@ def _submit(store: TaskStore, sns: Any, topic_arn: str, task_id: str, seed: int)
             "input": {"prompt": f"plan {seed}", "steps": 1, "width": 64, "height": 64, "seed": seed},
         }
     )
-    task = Task(
-        id=task_id,
-        tenant=TENANT,
-        status=TaskStatus.QUEUED,
-        task_type=request.task_type,
-        model=request.model,
-        runtime=RUNTIME,
-        priority=request.priority,
-        input=request.input,
-        created_at=now(),
-    )
+    task = queued_task(request, tenant=TENANT, runtime=RUNTIME)
     store.create(task, request_fingerprint(request))
-    message = QueueMessage.from_task(task)
-    sns.publish(
-        TopicArn=topic_arn,
-        Message=message.model_dump_json(),
-        MessageAttributes=sns_attributes(routing_attributes(message)),
-    )
+    publish_task(sns, topic_arn, QueueMessage.from_task(task))
     return task
 
 
