@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from easel.contract.pipeline import MAX_NODES
 from easel.contract.tasks import NAME_PATTERN, Priority, TaskType
 from easel.errors import ConfigError
+from easel.kinds import KindProfile, RuntimeKind, profile
 from easel.tenancy import role_pattern_problem
 
 RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,30}$"
@@ -160,9 +162,27 @@ class Images(_Section):
     agent: Image
 
 
+class PipelineRules(_Section):
+    """What a ``comfyui`` runtime accepts as a ``pipeline`` workflow (checked by the API at submit)."""
+
+    # Nodes per workflow (the contract's ceiling is easel.contract.pipeline.MAX_NODES).
+    max_nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 200
+    # Node types (class_type) this pool refuses, e.g. custom nodes that fetch URLs or run code; a workflow
+    # with one gets 400 naming the node.
+    refused_node_types: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
+
+
 class RuntimeSpec(_Section):
     name: Annotated[str, Field(pattern=RUNTIME_NAME)]
-    kind: Literal["diffusers", "sdwebui"] = "diffusers"
+    # What the pool runs (easel/kinds.py): the Easel runtime, a stock SD WebUI, or a stock ComfyUI.
+    kind: RuntimeKind = "diffusers"
+    # Runtime container command and arguments. Unset: the kind's default (diffusers: `easel runtime serve
+    # ...`; sdwebui/comfyui: the image's entrypoint with the kind's arguments, easel/kinds.py).
+    command: list[Annotated[str, Field(min_length=1)]] | None = None
+    args: list[str] | None = None
+    # Seconds the runtime may take to start before its startup probe fails (unset: the kind's allowance).
+    startup_seconds: Annotated[int | None, Field(ge=60, le=4 * 3600)] = None
+    pipeline: PipelineRules = PipelineRules()
     # Other names clients may use for this runtime on the compat routes (/v1alpha1, /v1alpha2), e.g. the
     # stable-diffusion-on-eks default "sdruntime".
     aliases: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]] = []
@@ -187,12 +207,22 @@ class RuntimeSpec(_Section):
 
     @model_validator(mode="after")
     def _images_for_kind(self) -> RuntimeSpec:
-        # The repository builds only the Easel (diffusers) runtime; a stock WebUI comes from its own image.
-        if self.kind == "sdwebui" and self.images is None:
+        # The repository builds only the Easel (diffusers) runtime; a stock WebUI or ComfyUI comes from its
+        # own image.
+        if self.kind != "diffusers" and self.images is None:
             raise ValueError(
-                "images: a sdwebui runtime runs a stock WebUI image; set images.runtime and images.agent"
+                f"images: a {self.kind} runtime runs a stock {self.kind} image; set images.runtime and "
+                "images.agent"
             )
         return self
+
+    @property
+    def profile(self) -> KindProfile:
+        return profile(self.kind)
+
+    @property
+    def startup_allowance_seconds(self) -> int:
+        return self.startup_seconds or self.profile.startup_seconds
 
     @model_validator(mode="after")
     def _one_gpu(self) -> RuntimeSpec:
@@ -345,6 +375,14 @@ class EaselConfig(_Section):
         for i, m in enumerate(self.models):
             if m.runtime not in runtimes:
                 raise ValueError(f"models.{i}.runtime: unknown runtime '{m.runtime}'")
+            kind = runtimes[m.runtime].kind
+            allowed = profile(kind).task_types
+            for j, task_type in enumerate(m.task_types):
+                if task_type not in allowed:
+                    raise ValueError(
+                        f"models.{i}.task_types.{j}: runtime '{m.runtime}' is kind {kind}, which runs "
+                        f"{', '.join(sorted(allowed))}, not {task_type}"
+                    )
         for i, r in enumerate(self.runtimes):
             served = [m.name for m in self.models if m.runtime == r.name]
             if not served:

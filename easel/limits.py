@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from easel.config import EaselConfig, Limits
+from easel.contract.pipeline import PipelineInput, check_workflow
 from easel.contract.tasks import GenerationInput, TaskRequest, TrainLoraInput
 from easel.errors import FieldError
 
@@ -34,8 +35,22 @@ def check_model(request: TaskRequest, config: EaselConfig) -> str:
     if spec is None:
         known = ", ".join(m.name for m in config.models)
         raise FieldError("model", f"unknown model '{request.model}'; known models: {known}")
+    runtime = config.runtime(spec.runtime)
     if request.task_type not in spec.task_types:
-        raise FieldError("task_type", f"model '{spec.name}' does not support '{request.task_type}'")
+        served = ", ".join(str(t) for t in spec.task_types)
+        raise FieldError(
+            "task_type",
+            f"model '{spec.name}' runs on a {runtime.kind} runtime and supports {served}, "
+            f"not '{request.task_type}'",
+        )
+    if isinstance(request.input, PipelineInput):
+        rules = runtime.pipeline
+        check_workflow(
+            request.input.workflow,
+            max_nodes=rules.max_nodes,
+            refused=rules.refused_node_types,
+            runtime=runtime.name,
+        )
     return spec.runtime
 
 

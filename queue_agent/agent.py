@@ -80,6 +80,7 @@ class Agent:
         self.runtime = runtime or make_runtime(
             runtime_http,
             generate_timeout=settings.task_timeout_seconds + 30,
+            kind=settings.runtime_kind,
             lora_style=settings.agent_lora_style,
         )
         self.loras = PrivateLoras(s3, settings.outputs_bucket, self.runtime)

@@ -13,7 +13,7 @@ import httpx
 from opentelemetry.trace import Span, Tracer
 
 from easel.contract import QueueMessage, TaskType, parse_queue_message
-from easel.contract.tasks import GenerationInput, TrainLoraInput
+from easel.contract.tasks import GenerationInput, PipelineInput, TrainLoraInput
 from easel.errors import FieldError
 from queue_agent.errors import Unsupported
 from queue_agent.inputs import InputFetcher, InputPolicy
@@ -107,6 +107,9 @@ class Preparer:
             # Only the task's own tenant prefix is looked at: another tenant's adapter is unreachable.
             names = self._loras.resolve(message.tenant, [lo.name for lo in inp.loras])
             return self._runtime.generation_request(inp, init_images=fetched, lora_names=names)
+        if isinstance(inp, PipelineInput):
+            files = {name: self._inputs.fetch(u, message.tenant).data for name, u in inp.images.items()}
+            return self._runtime.pipeline_request(inp, images=files)
         raise Unsupported(f"task_type '{message.task_type}' does not match its input")
 
     def _span(self, received: Received, message: QueueMessage) -> Span:

@@ -34,8 +34,9 @@ class _Job(Protocol):
 
 
 def nominal_steps(message: QueueMessage) -> int:
-    """The steps the tenant asked for (training steps for train-lora)."""
-    return message.input.steps
+    """The steps the tenant asked for (training steps for train-lora); a pipeline counts percent."""
+    steps = getattr(message.input, "steps", None)
+    return steps if isinstance(steps, int) else 100
 
 
 @dataclass

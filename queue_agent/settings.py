@@ -19,6 +19,8 @@ class AgentSettings(BaseSettings):
 
     # -- the process contract (docs/development.md) ------------------------------------------------------
     runtime: str
+    # What the runtime container runs (config ``runtimes[].kind``): it picks the agent's adapter.
+    runtime_kind: Literal["diffusers", "sdwebui", "comfyui"] = "diffusers"
     high_queue_url: str
     normal_queue_url: str
     table_name: str

@@ -4,6 +4,7 @@ Request (client -> API), Task (API/agent -> client, webhooks, result topic), Que
 SQS -> agent) and the status machine. Lambdas, the agent and the CLI import these and nothing else.
 """
 
+from easel.contract.pipeline import PipelineInput, check_workflow
 from easel.contract.status import TERMINAL, TaskStatus, can_transition, check_transition
 from easel.contract.tasks import (
     SAMPLERS,
@@ -41,6 +42,7 @@ __all__ = [
     "GenerationInput",
     "Lane",
     "LoraRef",
+    "PipelineInput",
     "Priority",
     "ProgressPhase",
     "QueueMessage",
@@ -57,6 +59,7 @@ __all__ = [
     "TrainLoraInput",
     "can_transition",
     "check_transition",
+    "check_workflow",
     "lane_for",
     "parse_input",
     "parse_queue_message",

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from easel.contract.pipeline import PipelineInput, check_workflow
 from easel.contract.status import TaskStatus
 from easel.contract.values import FLOAT_BOUNDS_SCHEMA, JSON_VALUE_BOUNDS, check_json_value, storable_float
 from easel.errors import FieldError
@@ -53,6 +54,8 @@ class TaskType(StrEnum):
     TEXT_TO_IMAGE = "text-to-image"
     IMAGE_TO_IMAGE = "image-to-image"
     TRAIN_LORA = "train-lora"
+    # A ComfyUI workflow (API format) run as given on a comfyui runtime (easel.contract.pipeline).
+    PIPELINE = "pipeline"
 
 
 class Priority(StrEnum):
@@ -143,12 +146,13 @@ class TrainLoraInput(_Strict):
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
 
 
-TaskInput = GenerationInput | TrainLoraInput
+TaskInput = GenerationInput | TrainLoraInput | PipelineInput
 
-_INPUT_MODEL: dict[TaskType, type[GenerationInput] | type[TrainLoraInput]] = {
+_INPUT_MODEL: dict[TaskType, type[GenerationInput] | type[TrainLoraInput] | type[PipelineInput]] = {
     TaskType.TEXT_TO_IMAGE: GenerationInput,
     TaskType.IMAGE_TO_IMAGE: GenerationInput,
     TaskType.TRAIN_LORA: TrainLoraInput,
+    TaskType.PIPELINE: PipelineInput,
 }
 
 WebhookEvent = Literal["start", "completed"]
@@ -220,6 +224,8 @@ def check_input_for_type(task_type: TaskType, data: TaskInput) -> None:
     expected = _INPUT_MODEL[task_type]
     if not isinstance(data, expected):
         raise FieldError("input", f"does not match task_type '{task_type}'")
+    if isinstance(data, PipelineInput):
+        check_workflow(data.workflow)
     if isinstance(data, GenerationInput):
         if task_type is TaskType.IMAGE_TO_IMAGE and not data.init_images:
             raise FieldError("input.init_images", "image-to-image needs exactly one init image")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from easel.config import EaselConfig
-from easel.contract import GenerationInput, TaskRequest, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TaskRequest, TrainLoraInput
 from easel.errors import FieldError
 from easel.naming import input_prefix, tenant_prefix
 from lambdas.api.errors import PayloadTooLarge
@@ -148,6 +148,8 @@ def request_refs(request: TaskRequest) -> list[tuple[str, str]]:
         return [(f"input.init_images.{i}", u) for i, u in enumerate(inp.init_images)]
     if isinstance(inp, TrainLoraInput):
         return [(f"input.images.{i}", u) for i, u in enumerate(inp.images)]
+    if isinstance(inp, PipelineInput):
+        return [(f"input.images.{name}", u) for name, u in inp.images.items()]
     return []
 
 

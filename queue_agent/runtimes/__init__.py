@@ -7,26 +7,32 @@ adapter module here that maps this interface to its own API and its errors to th
 
     ready        wait_ready(timeout, stop)            poll its health until it can take work
     model        ensure_model(store_path) -> switched  select the checkpoint (switch only when different)
-    requests     generation_request / training_request build the adapter's own request from a task input
+    requests     generation_request / training_request / pipeline_request  the adapter's own request
     generate     generate(request) -> images           one generation, PNG (or other image) bytes
     train        train(request) -> answer              one LoRA training (weights_b64 in the answer)
     progress     progress() -> fraction | None         how far the running call is (best effort)
     interrupt    interrupt() -> sent                   stop the running call between steps (best effort)
     LoRA upload  private_lora / put_private_lora       a tenant's private adapter, held as <tenant>/<name>
 
-Adapters: :mod:`queue_agent.runtimes.webui` (the Easel runtime and a stock AUTOMATIC1111 WebUI, which speak
-the same SD WebUI dialect).
+Adapters, one per ``runtimes[].kind`` (``EASEL_RUNTIME_KIND``):
+
+    diffusers   :mod:`queue_agent.runtimes.webui`    the Easel runtime (SD WebUI dialect + /health, /easel/v1)
+    sdwebui     :mod:`queue_agent.runtimes.sdwebui`  a stock AUTOMATIC1111 SD WebUI (--api --nowebui)
+    comfyui     :mod:`queue_agent.runtimes.comfyui`  a stock ComfyUI (/prompt, /ws, /history, /view)
+
+An adapter refuses what its runtime cannot do with :class:`~queue_agent.errors.Unsupported` (a permanent
+failure naming the kind), e.g. a pipeline for an SD WebUI or a text-to-image task for ComfyUI.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
-from easel.contract import GenerationInput, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TrainLoraInput
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class RuntimeRequest:
     kind: str
     body: dict[str, Any] = field(default_factory=dict)
     training: bool = False
+    # Input files the adapter uploads before the call (ComfyUI: name -> bytes), and notes for the adapter
+    # that are not part of the body (e.g. the LoRA names a stock WebUI must have).
+    files: dict[str, bytes] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Runtime(Protocol):
@@ -53,6 +63,8 @@ class Runtime(Protocol):
         self, data: TrainLoraInput, *, images: list[bytes], model: str
     ) -> RuntimeRequest: ...
 
+    def pipeline_request(self, data: PipelineInput, *, images: dict[str, bytes]) -> RuntimeRequest: ...
+
     def generate(self, request: RuntimeRequest) -> list[bytes]: ...
 
     def train(self, request: RuntimeRequest) -> dict[str, Any]: ...
@@ -68,8 +80,25 @@ class Runtime(Protocol):
     ) -> dict[str, Any]: ...
 
 
-def make_runtime(http: httpx.Client, *, generate_timeout: float, lora_style: str = "field") -> Runtime:
-    """The adapter of this agent's runtime (today every runtime speaks the SD WebUI dialect)."""
+RuntimeKind = Literal["diffusers", "sdwebui", "comfyui"]
+
+
+def make_runtime(
+    http: httpx.Client,
+    *,
+    generate_timeout: float,
+    kind: RuntimeKind = "diffusers",
+    lora_style: str = "field",
+) -> Runtime:
+    """The adapter of this agent's runtime kind (``EASEL_RUNTIME_KIND``)."""
+    if kind == "sdwebui":
+        from queue_agent.runtimes.sdwebui import SdWebUiRuntime
+
+        return SdWebUiRuntime(http, generate_timeout=generate_timeout)
+    if kind == "comfyui":
+        from queue_agent.runtimes.comfyui import ComfyUiRuntime
+
+        return ComfyUiRuntime(http, generate_timeout=generate_timeout)
     from queue_agent.runtimes.webui import WebUiRuntime
 
     return WebUiRuntime(http, generate_timeout=generate_timeout, lora_style=lora_style)

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from easel.contract import GenerationInput, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TrainLoraInput
 from queue_agent.errors import (
     LoraMissing,
     ModelMissing,
@@ -126,6 +126,10 @@ class WebUiRuntime:
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
         return RuntimeRequest(TRAIN, train_body(data, images=images, model=model), training=True)
+
+    def pipeline_request(self, data: PipelineInput, *, images: dict[str, bytes]) -> RuntimeRequest:
+        del data, images  # the seam's signature: an SD WebUI runs no ComfyUI workflow
+        raise Unsupported("pipeline tasks (ComfyUI workflows) need a comfyui runtime")
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, request: RuntimeRequest) -> list[bytes]:
@@ -243,16 +247,22 @@ class WebUiRuntime:
         if r.status_code < 400:
             return r
         self._model = None  # after any failure, ask the runtime again
+        raise self._refusal(what, r, not_found)
+
+    def _refusal(
+        self, what: str, r: httpx.Response, not_found: Callable[[str], Exception] | None
+    ) -> Exception:
+        """The agent's error for an answer >= 400 (a stock WebUI adapter maps its own answers)."""
         detail = _detail(r)
         if r.status_code == 503:
-            raise RuntimeUnavailable(f"{what}: 503 {detail}")
+            return RuntimeUnavailable(f"{what}: 503 {detail}")
         if r.status_code == 404 and not_found is not None:
-            raise not_found(detail)
+            return not_found(detail)
         if r.status_code == 404 and _code(r) == "lora_not_found":
-            raise LoraMissing(f"runtime refused {what}: {detail}")
+            return LoraMissing(f"runtime refused {what}: {detail}")
         if r.status_code in (400, 404, 413, 422):
-            raise RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
-        raise RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
+            return RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
+        return RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:
