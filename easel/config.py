@@ -210,9 +210,9 @@ class RuntimeSpec(_Section):
         # The repository builds only the Easel (diffusers) runtime; a stock WebUI or ComfyUI comes from its
         # own image.
         if self.kind != "diffusers" and self.images is None:
+            stock = {"sdwebui": "WebUI", "comfyui": "ComfyUI"}[self.kind]
             raise ValueError(
-                f"images: a {self.kind} runtime runs a stock {self.kind} image; set images.runtime and "
-                "images.agent"
+                f"images: a {self.kind} runtime runs a stock {stock} image; set images.runtime and images.agent"
             )
         return self
 

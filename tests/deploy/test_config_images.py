@@ -44,4 +44,26 @@ def test_a_stock_webui_runtime_must_name_its_image() -> None:
         parse_config(data)
     assert "stock WebUI image" in str(exc.value)
     data["runtimes"][0]["images"] = PREBUILT
+    # A stock WebUI cannot train: the model's train-lora is refused, naming the kind.
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert exc.value.key == "models.0.task_types.2" and "kind sdwebui" in str(exc.value)
+    data["models"][0]["task_types"] = ["text-to-image", "image-to-image"]
     assert parse_config(data).runtimes[0].kind == "sdwebui"
+
+
+def test_a_comfyui_runtime_runs_pipelines_only() -> None:
+    data = _example()
+    data["runtimes"][0]["kind"] = "comfyui"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert "stock ComfyUI image" in str(exc.value)
+    data["runtimes"][0]["images"] = PREBUILT
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert exc.value.key == "models.0.task_types.0" and "pipeline" in str(exc.value)
+    data["models"][0]["task_types"] = ["pipeline"]
+    data["runtimes"][0]["pipeline"] = {"max_nodes": 50, "refused_node_types": ["LoadImageFromUrl"]}
+    runtime = parse_config(data).runtimes[0]
+    assert runtime.profile.health_path == "/system_stats"
+    assert runtime.startup_allowance_seconds == 1200
