@@ -212,7 +212,8 @@ class RuntimeSpec(_Section):
         if self.kind != "diffusers" and self.images is None:
             stock = {"sdwebui": "WebUI", "comfyui": "ComfyUI"}[self.kind]
             raise ValueError(
-                f"images: a {self.kind} runtime runs a stock {stock} image; set images.runtime and images.agent"
+                f"images: a {self.kind} runtime runs a stock {stock} image; "
+                "set images.runtime and images.agent"
             )
         return self
 
