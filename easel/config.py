@@ -172,6 +172,20 @@ class PipelineRules(_Section):
     refused_node_types: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
 
 
+class Batching(_Section):
+    """Cross-task batching (docs/capacity.md, "Cross-task batching"): compatible queued text-to-image tasks
+    (same model, size, steps, sampler, CFG, LoRAs...; prompts, seeds and counts may differ) generate as one
+    batch. More images per GPU-second on a backlog; each task of a batch finishes when the whole batch does,
+    and the agent holds up to ``max_images`` messages (invisible to other pods) to fill one."""
+
+    enabled: bool = False
+    # Images in one batch (the sum of the tasks' batch_size); the agent's prefetch grows to this many.
+    max_images: Annotated[int, Field(ge=2, le=16)] = 4
+    # How long the head of a batch may wait for compatible messages already received and being prepared;
+    # a lone task never waits.
+    max_wait_seconds: Annotated[float, Field(ge=0, le=10)] = 0.25
+
+
 class RuntimeSpec(_Section):
     name: Annotated[str, Field(pattern=RUNTIME_NAME)]
     # What the pool runs (easel/kinds.py): the Easel runtime, a stock SD WebUI, or a stock ComfyUI.
@@ -204,6 +218,22 @@ class RuntimeSpec(_Section):
     images: Images | None = None
     # What one GPU-hour of this pool costs you (blended spot/on-demand estimate); used by `easel costs`.
     gpu_hour_usd: Annotated[float, Field(ge=0)] = 1.0
+    batching: Batching = Batching()
+
+    @model_validator(mode="after")
+    def _batching_needs_easel_runtime(self) -> RuntimeSpec:
+        # Mixed batches are the Easel runtime's own route (POST /easel/v1/txt2img-batch).
+        if self.batching.enabled and self.kind != "diffusers":
+            raise ValueError(
+                f"batching.enabled: a {self.kind} runtime cannot generate mixed batches; "
+                "batching needs kind: diffusers"
+            )
+        return self
+
+    @property
+    def agent_batch_max_images(self) -> int:
+        """``EASEL_AGENT_BATCH_MAX_IMAGES`` of this runtime's agent (1: batching off)."""
+        return self.batching.max_images if self.batching.enabled else 1
 
     @model_validator(mode="after")
     def _images_for_kind(self) -> RuntimeSpec:

@@ -29,6 +29,7 @@ from opentelemetry.trace import Tracer
 
 from easel.netsafe import Resolver, system_resolver
 from easel.store import TaskStore
+from queue_agent.batching import BatchPolicy
 from queue_agent.execute import Executor
 from queue_agent.finish import Finisher
 from queue_agent.heartbeat import Heartbeat
@@ -40,7 +41,7 @@ from queue_agent.notify import Notifier
 from queue_agent.outputs import OutputWriter
 from queue_agent.prefetch import Prefetcher
 from queue_agent.prepare import Preparer, input_policy
-from queue_agent.runtimes import Runtime, make_runtime
+from queue_agent.runtimes import Runtime, batch_runtime, make_runtime
 from queue_agent.settings import AgentSettings
 from queue_agent.settle import SettlePolicy, Settler
 from queue_agent.shutdown import GracefulShutdown
@@ -83,6 +84,13 @@ class Agent:
             kind=settings.runtime_kind,
             lora_style=settings.agent_lora_style,
         )
+        # Cross-task batching only where the runtime takes mixed batches (else every task runs alone).
+        batching = settings.agent_batch_max_images > 1 and batch_runtime(self.runtime) is not None
+        if settings.agent_batch_max_images > 1 and not batching:
+            log.warning("EASEL_AGENT_BATCH_MAX_IMAGES is set but the runtime takes no batches; batching off")
+        self.batch_policy = BatchPolicy(
+            settings.agent_batch_max_images if batching else 1, settings.agent_batch_max_wait_seconds
+        )
         self.loras = PrivateLoras(s3, settings.outputs_bucket, self.runtime)
         self.inputs = InputFetcher(input_policy(settings), s3=s3, http=input_http, resolver=resolver)
         self.shutdown = GracefulShutdown(settings.agent_shutdown_grace_seconds)
@@ -116,6 +124,7 @@ class Agent:
             runtime=self.runtime,
             tracer=self.tracer,
             settler=self.settler,
+            batching=self.batch_policy.enabled,
         )
         self.prefetcher = Prefetcher(
             settings,
@@ -158,9 +167,13 @@ class Agent:
             if self._await_runtime():
                 self.prefetcher.start()
                 while not self.shutdown.requested.is_set():
-                    job = self.prefetcher.next_job(timeout=0.2)
-                    if job is not None:
-                        self._run(job)
+                    jobs = self.prefetcher.next_batch(
+                        0.2,
+                        max_images=self.batch_policy.max_images,
+                        max_wait=self.batch_policy.max_wait_seconds,
+                    )
+                    if jobs:
+                        self._run(jobs)
                     if not self._runtime_ready.is_set() and not self.shutdown.requested.is_set():
                         self._await_runtime()
         except BaseException:
@@ -209,10 +222,11 @@ class Agent:
         return len(held)
 
     # == stages ==========================================================================================
-    def _run(self, job: Job) -> None:
-        outcome = self.executor.run(job)
-        if not isinstance(outcome, Returned):
-            self.finisher.put(job, outcome)
+    def _run(self, jobs: list[Job]) -> None:
+        outcomes = self.executor.run_batch(jobs)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, Returned):
+                self.finisher.put(job, outcome)
 
     def _runtime_lost(self) -> None:
         # Stop taking tasks until /health says ready again (the run loop waits for it). A restarted

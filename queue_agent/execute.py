@@ -2,11 +2,15 @@
 
 :meth:`Executor.run` switches the model if needed and generates (or trains), while the processing
 transition runs beside it on a helper thread (off the runtime's critical path). It returns the job's
-:data:`~queue_agent.job.Outcome`; the finisher carries it out.
+:data:`~queue_agent.job.Outcome`; the finisher carries it out. :meth:`Executor.run_batch` does the same for
+several compatible jobs as one generation (:mod:`queue_agent.batching`), with one outcome per job: a
+member's own error fails that member only, an error of the whole call goes to every member (each settles
+it by its own receive count), runtime time is shared in proportion to images.
 
 :meth:`Executor.watch` is called by the heartbeat thread on its fast cadence. It interrupts the running
 call when the task is canceled in the table, exceeds ``EASEL_TASK_TIMEOUT_SECONDS``, or the shutdown grace
-period is over; it repeats an interrupt the runtime may have missed, and gives the message back when a
+period is over (in a batch: a canceled member only drops its outputs; the runtime is interrupted once every
+member is canceled); it repeats an interrupt the runtime may have missed, and gives the message back when a
 wedged runtime ignores it past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``.
 """
 
@@ -24,7 +28,7 @@ from easel.errors import TaskConflict
 from queue_agent.errors import AlreadyDone, RuntimeUnavailable, TaskCanceled, TaskTimeout
 from queue_agent.job import AlreadyTerminal, Canceled, Failed, Generated, Job, Outcome, Returned, Trained
 from queue_agent.notify import Notifier
-from queue_agent.runtimes import Runtime
+from queue_agent.runtimes import Runtime, batch_runtime
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import GracefulShutdown
 from queue_agent.state import TaskState
@@ -58,54 +62,88 @@ class Executor:
         self._give_back = give_back
         self._on_runtime_lost = on_runtime_lost
         self._clock = clock
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._running_lock = threading.Lock()
-        self._aux = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agent-start")
+        # Processing transitions of a whole batch run at once (each is one conditional write).
+        workers = max(2, settings.agent_batch_max_images)
+        self._aux = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-start")
 
     def close(self) -> None:
         self._aux.shutdown(wait=False)
 
     # -- run (main thread) ---------------------------------------------------------------------------------
     def run(self, job: Job) -> Outcome:
+        return self.run_batch([job])[0]
+
+    def run_batch(self, jobs: list[Job]) -> list[Outcome]:
+        """Run one job, or several compatible ones as one generation (:mod:`queue_agent.batching`); one
+        outcome per job, in order. Each task keeps its own transition, cancel, errors and outcome."""
         with self._running_lock:
-            self._running = job
-            job.run_started = self._clock()
-        # The processing transition runs beside the model check and the generation (off the critical path).
-        started: Future[Task] = self._aux.submit(self.start, job)
-        result: Outcome | None = None
+            self._running = list(jobs)
+            now = self._clock()
+            for job in jobs:
+                job.run_started = now
+        # The processing transitions run beside the model check and the generation (off the critical path).
+        started: list[Future[Task]] = [self._aux.submit(self.start, job) for job in jobs]
+        results: list[Outcome | Exception] | None = None
         error: BaseException | None = None
         try:
-            result = self._call_runtime(job)
+            results = self._call_runtime(jobs)
         except Exception as exc:
             error = exc
         finally:
             with self._running_lock:
-                self._running = None
+                self._running = []
         if isinstance(error, RuntimeUnavailable):
             self._on_runtime_lost()
-        try:
-            started.result()
-        except (TaskCanceled, AlreadyDone):
-            pass  # flags on the job say what happened
-        except Exception as exc:
-            error = error or exc
-        return self._outcome(job, result, error)
+        outcomes = []
+        for i, job in enumerate(jobs):
+            mine: Outcome | None = None
+            own = error
+            if results is not None:
+                got = results[i]
+                if isinstance(got, Exception):
+                    own = got
+                else:
+                    mine = got
+            try:
+                started[i].result()
+            except (TaskCanceled, AlreadyDone):
+                pass  # flags on the job say what happened
+            except Exception as exc:
+                own = own or exc
+            outcomes.append(self._outcome(job, mine, own))
+        return outcomes
 
-    def _call_runtime(self, job: Job) -> Outcome | None:
+    def _call_runtime(self, jobs: list[Job]) -> list[Outcome | Exception] | None:
+        lead = jobs[0]
         t0 = self._clock()
-        if self._runtime.ensure_model(job.store_path):
-            job.switch_seconds = self._clock() - t0
-            self._stats.runtime_call(job.switch_seconds, generate=False, switched=True)
-        if job.cancel_requested.is_set():
+        switch = 0.0
+        if self._runtime.ensure_model(lead.store_path):
+            switch = self._clock() - t0
+            self._stats.runtime_call(switch, generate=False, switched=True)
+        if all(job.cancel_requested.is_set() for job in jobs):
             return None
+        total = sum(job.images for job in jobs)
+        for job in jobs:
+            # Runtime time is shared in proportion to images (cost accounting per task).
+            job.gpu_share = job.images / total if len(jobs) > 1 else 1.0
+            job.switch_seconds = switch * job.gpu_share
         t0 = self._clock()
         try:
-            if job.request.training:
-                return Trained(self._runtime.train(job.request))
-            return Generated(self._runtime.generate(job.request))
+            if lead.request.training:
+                return [Trained(self._runtime.train(lead.request))]
+            if len(jobs) == 1:
+                return [Generated(self._runtime.generate(lead.request))]
+            batcher = batch_runtime(self._runtime)
+            assert batcher is not None, "a batch reached a runtime that takes no batches"
+            answers = batcher.generate_batch([job.request for job in jobs])
+            return [a if isinstance(a, Exception) else Generated(a) for a in answers]
         finally:
-            job.predict_seconds = self._clock() - t0
-            self._stats.runtime_call(job.predict_seconds, generate=True)
+            elapsed = self._clock() - t0
+            for job in jobs:
+                job.predict_seconds = elapsed
+            self._stats.runtime_call(elapsed, generate=True)
 
     def _outcome(self, job: Job, result: Outcome | None, error: BaseException | None) -> Outcome:
         """What the run means, most decisive first: shutdown, cancel, terminal elsewhere, timeout, error."""
@@ -156,40 +194,60 @@ class Executor:
     # -- watch (heartbeat thread) ---------------------------------------------------------------------------
     def watch(self) -> None:
         with self._running_lock:
-            job = self._running
-        if job is None or job.run_started is None:
+            jobs = list(self._running)
+        if not jobs or jobs[0].run_started is None:
             return
         now = self._clock()
+        started = jobs[0].run_started
         if self._shutdown.requested.is_set() and self._shutdown.past_grace():
-            if not job.shutdown_interrupted:
-                job.shutdown_interrupted = True
-                self.interrupt(job, "shutdown grace period over")
-            elif not job.returned and self._shutdown.past_grace(self._settings.agent_interrupt_wait_seconds):
-                # A wedged runtime must not take the task down with it: the message goes back now.
-                log.warning("runtime ignored the interrupt; returning the message", extra=job.ids)
-                self._give_back(job)
-        if not job.timed_out and now - job.run_started > self._settings.task_timeout_seconds:
-            job.timed_out = True
-            self.interrupt(job, "task timeout")
-        stopping = job.cancel_requested.is_set() or job.timed_out or job.shutdown_interrupted
-        stopping = stopping or job.terminal is not None
-        if stopping and job.last_interrupt is not None and now - job.last_interrupt >= REINTERRUPT_SECONDS:
+            if not jobs[0].shutdown_interrupted:
+                for job in jobs:
+                    job.shutdown_interrupted = True
+                self.interrupt(jobs[0], "shutdown grace period over")
+            elif self._shutdown.past_grace(self._settings.agent_interrupt_wait_seconds):
+                for job in jobs:
+                    if not job.returned:
+                        # A wedged runtime must not take the task down with it: the message goes back now.
+                        log.warning("runtime ignored the interrupt; returning the message", extra=job.ids)
+                        self._give_back(job)
+        if not jobs[0].timed_out and now - started > self._settings.task_timeout_seconds:
+            for job in jobs:
+                job.timed_out = True
+            self.interrupt(jobs[0], "task timeout")
+        last = max((j.last_interrupt for j in jobs if j.last_interrupt is not None), default=None)
+        if all(_stopping(j) for j in jobs) and last is not None and now - last >= REINTERRUPT_SECONDS:
             # An interrupt that reached the runtime just before its generation began is lost (a new job
             # clears the flag): say it again while the job still runs.
-            self.interrupt(job, "still running after interrupt")
-        if now >= job.next_cancel_check:
-            job.next_cancel_check = now + self._settings.agent_cancel_poll_seconds
-            current = self._state.find(job.message.tenant, job.message.id)
-            canceled = current is not None and current.status is TaskStatus.CANCELED
-            if canceled and not job.cancel_requested.is_set():
-                job.cancel_requested.set()
-                self.interrupt(job, "canceled")
+            self.interrupt(jobs[0], "still running after interrupt")
+        for job in jobs:
+            if now >= job.next_cancel_check:
+                job.next_cancel_check = now + self._settings.agent_cancel_poll_seconds
+                current = self._state.find(job.message.tenant, job.message.id)
+                canceled = current is not None and current.status is TaskStatus.CANCELED
+                if canceled and not job.cancel_requested.is_set():
+                    job.cancel_requested.set()
+                    self.interrupt(job, "canceled")
 
     def interrupt(self, job: Job, why: str) -> None:
-        # Under the lock, and only while this very job runs: an interrupt must never reach the next task.
+        """Interrupt the runtime for ``job``, only while it runs (an interrupt must never reach the next
+        task), and in a batch only once every member stops: a canceled member only loses its outputs."""
         with self._running_lock:
-            if self._running is job:
-                log.info("interrupting runtime", extra={**job.ids, "why": why})
-                job.span.add_event("interrupt", {"why": why})
-                job.last_interrupt = self._clock()
-                self._runtime.interrupt()
+            if not any(j is job for j in self._running):
+                return
+            if not all(_stopping(j) for j in self._running):
+                log.info("batch member stops; the batch runs on", extra={**job.ids, "why": why})
+                job.span.add_event("dropped from batch", {"why": why})
+                return
+            log.info("interrupting runtime", extra={**job.ids, "why": why})
+            job.span.add_event("interrupt", {"why": why})
+            now = self._clock()
+            for j in self._running:
+                j.last_interrupt = now
+            self._runtime.interrupt()
+
+
+def _stopping(job: Job) -> bool:
+    """The job's outputs are no longer wanted (canceled, finished elsewhere, timed out, shutting down)."""
+    return (
+        job.cancel_requested.is_set() or job.terminal is not None or job.timed_out or job.shutdown_interrupted
+    )

@@ -176,6 +176,7 @@ def _metrics(job: Job, task: Task) -> dict[str, float | None]:
     return {
         "queue_seconds": task.metrics.queue_seconds,
         "predict_seconds": round(predict, 6),
-        # GPU held for this task: its model switch (if any) and its generation.
-        "gpu_seconds": round(predict + job.switch_seconds, 6),
+        # GPU held for this task: its model switch (if any) and its generation; in a batch, its share of
+        # both in proportion to its images (predict_seconds stays the wall time the task waited).
+        "gpu_seconds": round(predict * job.gpu_share + job.switch_seconds, 6),
     }

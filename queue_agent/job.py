@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,11 @@ class Job:
     terminal: Task | None = None
     predict_seconds: float | None = None
     switch_seconds: float = 0.0
+    # Cross-task batching (queue_agent.batching): the key of the tasks it may share a generation with
+    # (None: runs alone), the images it adds, and its share of a batch's runtime time (its images / all).
+    batch_key: Hashable | None = None
+    images: int = 1
+    gpu_share: float = 1.0
 
     @property
     def rank(self) -> int:

@@ -3,12 +3,14 @@
 The normal poller receives only while the high lane is empty (its last receive returned nothing and no
 high job waits), so a high task never waits behind queued normal ones. Two threads, because a long poll
 blocks: the high lane can be long-polled all the time without ever delaying the normal prefetch the runtime
-is about to need. Prefetch is bounded (``EASEL_AGENT_PREFETCH``, + 1 slot only the high lane may use)
+is about to need. Prefetch is bounded (``EASEL_AGENT_PREFETCH``, or ``EASEL_AGENT_BATCH_MAX_IMAGES`` when
+batching and larger, + 1 slot only the high lane may use)
 because a held message is invisible to other pods. (Two receives that return at the same instant may
 overshoot the bound by their batch; it is a bound on what we ask for, not a hard cap.)
 
 Each received message is prepared on its poller's thread (:mod:`queue_agent.prepare`) and buffered, high
-lane first, for :meth:`Prefetcher.next_job`.
+lane first, for :meth:`Prefetcher.next_job`, or :meth:`Prefetcher.next_batch` which adds the buffered jobs
+that may share the head's generation (:mod:`queue_agent.batching`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from easel.contract import Lane
+from queue_agent.batching import take_batch
 from queue_agent.heartbeat import Heartbeat
 from queue_agent.job import Job
 from queue_agent.lanes import Lanes, Received
@@ -42,8 +46,10 @@ class Prefetcher:
         runtime_ready: threading.Event,
         prepare: Callable[[Received], Job | None],
         give_back: Callable[[Received, Job | None], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._lanes = lanes
         self._heartbeat = heartbeat
         self._stats = stats
@@ -93,6 +99,47 @@ class Prefetcher:
             self._slot_freed(job.received.lane)
             return job
 
+    def next_batch(self, timeout: float, *, max_images: int, max_wait: float) -> list[Job]:
+        """The next prepared job (high lane first) and the buffered jobs that may share its generation
+        (:func:`queue_agent.batching.take_batch`), up to ``max_images``. While the batch has room and
+        received messages are still being prepared, waits for them up to ``max_wait``; when nothing is
+        being prepared it returns at once, so a lone task never waits. Empty if no job came in ``timeout``."""
+        with self._cond:
+            if not self._buffer:
+                self._cond.wait(timeout)
+            if not self._buffer:
+                return []
+            _, _, head = heapq.heappop(self._buffer)
+            self._slot_freed(head.received.lane)
+            batch = [head]
+            if head.batch_key is None or head.images >= max_images:
+                return batch
+            deadline = self._clock() + max_wait
+            while True:
+                ordered = [j for _, _, j in sorted(self._buffer)]
+                room = max_images - sum(j.images for j in batch)
+                taken = take_batch(
+                    head.batch_key,
+                    max_images - room,
+                    ordered,
+                    key=lambda j: j.batch_key,
+                    images=lambda j: j.images,
+                    max_images=max_images,
+                )
+                if taken:
+                    chosen = {id(j) for j in taken}
+                    self._buffer = [e for e in self._buffer if id(e[2]) not in chosen]
+                    heapq.heapify(self._buffer)
+                    for j in taken:
+                        self._slot_freed(j.received.lane)
+                    batch.extend(taken)
+                room = max_images - sum(j.images for j in batch)
+                preparing = self._pending - len(self._buffer)
+                left = deadline - self._clock()
+                if room <= 0 or preparing <= 0 or left <= 0:
+                    return batch
+                self._cond.wait(left)
+
     def return_buffered(self, why: str) -> None:
         """Every prepared, unstarted job back to its queue now (shutdown, runtime not ready)."""
         with self._cond:
@@ -107,7 +154,7 @@ class Prefetcher:
     # -- pollers -------------------------------------------------------------------------------------------
     def _slots(self, lane: Lane) -> int:
         """How many messages ``lane`` may ask for now. Call with the lock held."""
-        prefetch = self._settings.agent_prefetch
+        prefetch = self._settings.prefetch_slots
         if lane is Lane.HIGH:
             return prefetch + 1 - self._pending
         if self._high_empty and not self._high_waiting:

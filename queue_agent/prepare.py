@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, Tracer
 from easel.contract import QueueMessage, TaskType, parse_queue_message
 from easel.contract.tasks import GenerationInput, PipelineInput, TrainLoraInput
 from easel.errors import FieldError
+from queue_agent.batching import batch_key, images_of
 from queue_agent.errors import Unsupported
 from queue_agent.inputs import InputFetcher, InputPolicy
 from queue_agent.job import Job
@@ -54,8 +55,11 @@ class Preparer:
         runtime: Runtime,
         tracer: Tracer,
         settler: Settler,
+        batching: bool = False,
     ) -> None:
         self._settings = settings
+        # Only when this runtime takes mixed batches (the agent decides, from settings and the adapter).
+        self._batching = batching
         self._state = state
         self._inputs = inputs
         self._loras = loras
@@ -79,7 +83,10 @@ class Preparer:
                 self._settler.notify_and_ack(job, task, skipped=True)
                 return None
             job.store_path = self.store_path(message)
-            job.request = self._request(message, job.store_path)
+            job.request, lora_names = self._request(message, job.store_path)
+            if self._batching:
+                job.batch_key = batch_key(message, store_path=job.store_path, lora_names=lora_names)
+                job.images = images_of(message)
             job.span.add_event("prepared")
             return job
         except Exception as exc:
@@ -96,20 +103,22 @@ class Preparer:
             )
         return path
 
-    def _request(self, message: QueueMessage, store_path: str) -> RuntimeRequest:
+    def _request(self, message: QueueMessage, store_path: str) -> tuple[RuntimeRequest, dict[str, str]]:
+        """The runtime request, and the task's LoRA names as the runtime will see them."""
         inp = message.input
         if message.task_type is TaskType.TRAIN_LORA and isinstance(inp, TrainLoraInput):
             # Training images go through the same safe fetch (tenant prefix, allow-list, limits).
             images = [self._inputs.fetch(u, message.tenant).data for u in inp.images]
-            return self._runtime.training_request(inp, images=images, model=store_path)
+            return self._runtime.training_request(inp, images=images, model=store_path), {}
         if isinstance(inp, GenerationInput):
             fetched = [self._inputs.fetch(u, message.tenant).data for u in inp.init_images]
             # Only the task's own tenant prefix is looked at: another tenant's adapter is unreachable.
             names = self._loras.resolve(message.tenant, [lo.name for lo in inp.loras])
-            return self._runtime.generation_request(inp, init_images=fetched, lora_names=names)
+            request = self._runtime.generation_request(inp, init_images=fetched, lora_names=names)
+            return request, names
         if isinstance(inp, PipelineInput):
             files = {name: self._inputs.fetch(u, message.tenant).data for name, u in inp.images.items()}
-            return self._runtime.pipeline_request(inp, images=files)
+            return self._runtime.pipeline_request(inp, images=files), {}
         raise Unsupported(f"task_type '{message.task_type}' does not match its input")
 
     def _span(self, received: Received, message: QueueMessage) -> Span:

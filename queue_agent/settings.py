@@ -66,6 +66,13 @@ class AgentSettings(BaseSettings):
     agent_input_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     # "field": send ``loras`` in the body (Easel runtime); "prompt": <lora:name:weight> tags (stock A1111).
     agent_lora_style: Literal["field", "prompt"] = "field"
+    # Cross-task batching (queue_agent.batching): compatible text-to-image tasks generate as one batch of at
+    # most this many images (1: off). Prefetch grows to this many messages, which are then invisible to
+    # other pods. Needs the Easel runtime (LoRAs in the ``loras`` field).
+    agent_batch_max_images: Annotated[int, Field(ge=1, le=16)] = 1
+    # How long the head of a batch may wait for more compatible tasks, and only while received messages are
+    # still being prepared: a lone task never waits.
+    agent_batch_max_wait_seconds: Annotated[float, Field(ge=0, le=10)] = 0.25
     agent_emf: bool = True
     agent_log_level: str = "INFO"
     # TEST ONLY, never set in production: exact origins (e.g. "http://127.0.0.1:8123") from which inputs may
@@ -100,7 +107,17 @@ class AgentSettings(BaseSettings):
                 "EASEL_AGENT_HEARTBEAT_SECONDS: must be below EASEL_VISIBILITY_TIMEOUT_SECONDS "
                 f"({self.visibility_timeout_seconds})"
             )
+        if self.agent_batch_max_images > 1 and self.agent_lora_style != "field":
+            raise ValueError(
+                "EASEL_AGENT_BATCH_MAX_IMAGES: batching needs the Easel runtime "
+                "(EASEL_AGENT_LORA_STYLE=field); set it to 1"
+            )
         return self
+
+    @property
+    def prefetch_slots(self) -> int:
+        """Messages held ahead of the running task: enough to fill a batch when batching is on."""
+        return max(self.agent_prefetch, self.agent_batch_max_images)
 
     @property
     def heartbeat_seconds(self) -> float:

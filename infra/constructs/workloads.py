@@ -137,6 +137,11 @@ def runtime_values(
             "visibilityTimeoutSeconds": runtime.visibility_timeout_seconds,
             "maxReceiveCount": runtime.max_receive_count,
             "gpus": runtime.gpus,
+            "batching": {
+                "enabled": runtime.batching.enabled,
+                "maxImages": runtime.batching.max_images,
+                "maxWaitSeconds": runtime.batching.max_wait_seconds,
+            },
         },
         "images": {
             kind: {"repository": image.repository, "tag": image.tag, "digest": image.digest}

@@ -104,6 +104,8 @@ def worker_specs(
             "EASEL_VISIBILITY_TIMEOUT_SECONDS": str(runtime.visibility_timeout_seconds),
             "EASEL_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
             "EASEL_AGENT_PORT": str(agent_port),
+            "EASEL_AGENT_BATCH_MAX_IMAGES": str(runtime.agent_batch_max_images),
+            "EASEL_AGENT_BATCH_MAX_WAIT_SECONDS": str(runtime.batching.max_wait_seconds),
         }
         specs.append(
             ChildSpec(

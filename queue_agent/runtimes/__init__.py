@@ -22,6 +22,11 @@ Adapters, one per ``runtimes[].kind`` (``EASEL_RUNTIME_KIND``):
 
 An adapter refuses what its runtime cannot do with :class:`~queue_agent.errors.Unsupported` (a permanent
 failure naming the kind), e.g. a pipeline for an SD WebUI or a text-to-image task for ComfyUI.
+
+Optional, for cross-task batching (:mod:`queue_agent.batching`): an adapter that can run several generation
+requests as one generation has ``generate_batch(requests) -> [images | error per request]`` and says so in
+``batching`` (:class:`BatchRuntime`, :func:`batch_runtime`); today the Easel runtime's adapter. Others need
+nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +83,25 @@ class Runtime(Protocol):
     def put_private_lora(
         self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
     ) -> dict[str, Any]: ...
+
+
+class BatchRuntime(Runtime, Protocol):
+    """A runtime that takes mixed batches: one generation for several compatible requests."""
+
+    @property
+    def batching(self) -> bool: ...
+
+    def generate_batch(self, requests: list[RuntimeRequest]) -> list[list[bytes] | Exception]:
+        """Per request, in order: its images, or the error that concerns it alone (the agent's tree). An
+        error that concerns the whole call (runtime down, busy, crashed) is raised."""
+        ...
+
+
+def batch_runtime(runtime: Runtime) -> BatchRuntime | None:
+    """``runtime`` as a :class:`BatchRuntime` when it takes mixed batches, else None."""
+    if callable(getattr(runtime, "generate_batch", None)) and getattr(runtime, "batching", False):
+        return runtime  # type: ignore[return-value]
+    return None
 
 
 RuntimeKind = Literal["diffusers", "sdwebui", "comfyui"]

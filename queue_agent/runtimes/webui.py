@@ -136,19 +136,40 @@ class WebUiRuntime:
         """POST /sdapi/v1/{txt2img|img2img}; returns the decoded images (PNG bytes)."""
         kind = request.kind
         r = self._call("POST", f"/sdapi/v1/{kind}", json=request.body, timeout=self._generate_timeout)
-        images = _json(r).get("images")
-        if not isinstance(images, list):
-            raise RuntimeFault(f"{kind}: answer has no 'images' list")
-        out = []
-        for i, item in enumerate(images):
-            if not isinstance(item, str):
-                raise RuntimeFault(f"{kind}: images[{i}] is not a string")
-            _, _, b64 = item.rpartition(",")  # tolerate data: URLs
-            try:
-                out.append(base64.b64decode(b64, validate=True))
-            except (binascii.Error, ValueError):
-                raise RuntimeFault(f"{kind}: images[{i}] is not base64") from None
+        out = _images(kind, _json(r))
         self._model_seen = time.monotonic()  # alive, and still on the model we know
+        return out
+
+    @property
+    def batching(self) -> bool:
+        """Mixed batches need the Easel runtime (``POST /easel/v1/txt2img-batch``), whose LoRAs travel in
+        the ``loras`` field: with prompt tags, tasks with other LoRAs would look alike."""
+        return self.lora_style == "field"
+
+    def generate_batch(self, requests: list[RuntimeRequest]) -> list[list[bytes] | Exception]:
+        """POST /easel/v1/txt2img-batch: several txt2img bodies as one generation; per item its images or
+        its own error (mapped as a lone generation's would be)."""
+        if not requests or any(r.kind != "txt2img" for r in requests):
+            raise RuntimeFault("txt2img-batch: only txt2img requests batch")
+        path = "/easel/v1/txt2img-batch"
+        r = self._call(
+            "POST", path, json={"items": [r.body for r in requests]}, timeout=self._generate_timeout
+        )
+        items = _json(r).get("items")
+        if not isinstance(items, list) or len(items) != len(requests):
+            raise RuntimeFault(f"txt2img-batch: answer has no 'items' list of {len(requests)}")
+        out: list[list[bytes] | Exception] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                out.append(RuntimeFault(f"txt2img-batch: items[{i}] is not an object"))
+            elif item.get("status") == 200:
+                try:
+                    out.append(_images(f"txt2img-batch items[{i}]", item))
+                except RuntimeFault as exc:
+                    out.append(exc)
+            else:
+                out.append(_item_error(path, item))
+        self._model_seen = time.monotonic()
         return out
 
     def train(self, request: RuntimeRequest) -> dict[str, Any]:
@@ -263,6 +284,36 @@ class WebUiRuntime:
         if r.status_code in (400, 404, 413, 422):
             return RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
         return RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
+
+
+def _images(kind: str, data: dict[str, Any]) -> list[bytes]:
+    images = data.get("images")
+    if not isinstance(images, list):
+        raise RuntimeFault(f"{kind}: answer has no 'images' list")
+    out = []
+    for i, item in enumerate(images):
+        if not isinstance(item, str):
+            raise RuntimeFault(f"{kind}: images[{i}] is not a string")
+        _, _, b64 = item.rpartition(",")  # tolerate data: URLs
+        try:
+            out.append(base64.b64decode(b64, validate=True))
+        except (binascii.Error, ValueError):
+            raise RuntimeFault(f"{kind}: images[{i}] is not base64") from None
+    return out
+
+
+def _item_error(path: str, item: dict[str, Any]) -> Exception:
+    """One batch item's refusal, mapped as the same status of a lone generation is."""
+    status, code = item.get("status"), str(item.get("error", ""))
+    detail = str(item.get("detail", code))[:300]
+    what = f"POST {path}"
+    if status == 404 and code == "lora_not_found":
+        return LoraMissing(f"runtime refused {what}: {detail}")
+    if status == 404 and code == "model_not_found":
+        return ModelMissing(f"runtime has no model: {detail}")
+    if status in (400, 404, 413, 422):
+        return RuntimeRejected(f"runtime refused {what} ({status}): {detail}")
+    return RuntimeFault(f"{what}: item status {status}: {detail}")
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 import socket
 import threading
@@ -76,7 +77,7 @@ class FakeRuntime:
 
     def generation_calls(self) -> list[Call]:
         with self._lock:
-            return [c for c in self.calls if c.path in ("txt2img", "img2img", "train-lora")]
+            return [c for c in self.calls if c.path in ("txt2img", "img2img", "train-lora", "txt2img-batch")]
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def up(self) -> FakeRuntime:
@@ -146,10 +147,7 @@ class FakeRuntime:
         def progress() -> dict[str, Any]:
             return {"progress": 0.5 if self._generating else 0.0, "state": {"job_count": self._generating}}
 
-        def generate(path: str, body: dict[str, Any]) -> Any:
-            call = Call(path=path, body=body, started=time.monotonic())
-            with self._lock:
-                self.calls.append(call)
+        def refused_lora(body: dict[str, Any]) -> JSONResponse | None:
             for lora in body.get("loras", []):
                 name = lora["name"]
                 known = (
@@ -158,31 +156,73 @@ class FakeRuntime:
                     else c.public_loras is None or name in c.public_loras
                 )
                 if not known:
-                    call.ended = time.monotonic()
                     detail = f"lora '{name}' not found in the model store"
                     return JSONResponse({"error": "lora_not_found", "detail": detail}, status_code=404)
+            return None
+
+        def fail_now() -> JSONResponse | None:
             if c.fail_next:
                 status = c.fail_next.pop(0)
-                call.ended = time.monotonic()
                 return JSONResponse({"detail": f"fake failure {status}"}, status_code=status)
             if c.fail_always is not None:
-                call.ended = time.monotonic()
                 return JSONResponse({"detail": "fake failure"}, status_code=c.fail_always)
+            return None
+
+        def images_of(body: dict[str, Any]) -> tuple[list[str], int]:
+            n = int(body.get("batch_size", 1))
+            w, h = int(body.get("width", 64)), int(body.get("height", 64))
+            seed = int(body.get("seed", 0))
+            if seed == -1:  # like the real runtime: a random seed, so repeated runs differ
+                seed = random.randrange(2**32)
+            return [base64.b64encode(png(w, h, ((seed + i) % 256, 80, 160))).decode() for i in range(n)], seed
+
+        def hold(call: Call) -> None:
             # A new generation clears a stale interrupt, as the WebUI does at the start of a job.
             self._interrupt.clear()
             self._generating += 1
             try:
                 call.interrupted = self._interrupt.wait(c.hold_seconds)
-                n = int(body.get("batch_size", 1))
-                w, h = int(body.get("width", 64)), int(body.get("height", 64))
-                seed = int(body.get("seed", 0))
-                if seed == -1:  # like the real runtime: a random seed, so repeated runs differ
-                    seed = random.randrange(2**32)
-                images = [base64.b64encode(png(w, h, ((seed + i) % 256, 80, 160))).decode() for i in range(n)]
             finally:
                 self._generating -= 1
+
+        def generate(path: str, body: dict[str, Any]) -> Any:
+            call = Call(path=path, body=body, started=time.monotonic())
+            with self._lock:
+                self.calls.append(call)
+            refused = refused_lora(body) or fail_now()
+            if refused is not None:
+                call.ended = time.monotonic()
+                return refused
+            try:
+                hold(call)
+                images, seed = images_of(body)
+            finally:
                 call.ended = time.monotonic()
             return {"images": images, "parameters": body, "info": f'{{"seed": {seed}}}'}
+
+        @app.post("/easel/v1/txt2img-batch")
+        def txt2img_batch(body: dict[str, Any]) -> Any:
+            """The Easel runtime's mixed batch: one held generation, per-item images or per-item errors."""
+            call = Call(path="txt2img-batch", body=body, started=time.monotonic())
+            with self._lock:
+                self.calls.append(call)
+            failed = fail_now()
+            if failed is not None:
+                call.ended = time.monotonic()
+                return failed
+            items: list[dict[str, Any]] = []
+            try:
+                hold(call)
+                for item in body["items"]:
+                    refused = refused_lora(item)
+                    if refused is not None:
+                        items.append({"status": refused.status_code, **json.loads(refused.body)})
+                    else:
+                        images, seed = images_of(item)
+                        items.append({"status": 200, "images": images, "info": f'{{"seed": {seed}}}'})
+            finally:
+                call.ended = time.monotonic()
+            return {"items": items}
 
         @app.post("/sdapi/v1/txt2img")
         def txt2img(body: dict[str, Any]) -> Any:

@@ -340,13 +340,26 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     values, docs = effective_values(value_set), render(value_set)
     env = env_of(container(docs, "queue-agent"))
     # Besides the contract: HOME (read-only root), the agent's tuning knobs the chart derives, extraEnv.
-    tuning = {"EASEL_AGENT_SHUTDOWN_GRACE_SECONDS", "EASEL_AGENT_LORA_STYLE", "EASEL_AGENT_CONTROL_PEERS"}
+    tuning = {
+        "EASEL_AGENT_SHUTDOWN_GRACE_SECONDS",
+        "EASEL_AGENT_LORA_STYLE",
+        "EASEL_AGENT_CONTROL_PEERS",
+        "EASEL_AGENT_BATCH_MAX_IMAGES",
+        "EASEL_AGENT_BATCH_MAX_WAIT_SECONDS",
+    }
     extra = {e["name"] for e in values["agent"]["extraEnv"]} | {"HOME"} | tuning
     assert set(env) - extra == agent_env_contract() - LOCAL_ONLY_ENV
     shutdown_grace = values["agent"]["shutdownGraceSeconds"] or values["runtime"]["taskTimeoutSeconds"]
     assert env["EASEL_AGENT_SHUTDOWN_GRACE_SECONDS"] == str(shutdown_grace)
     # A stock WebUI takes LoRAs as prompt tags.
     assert env.get("EASEL_AGENT_LORA_STYLE") == ("prompt" if values["runtime"]["kind"] == "sdwebui" else None)
+    # Cross-task batching: only when enabled (and the Easel runtime), with the configured bounds.
+    batching = values["runtime"]["batching"]
+    if batching["enabled"] and values["runtime"]["kind"] == "diffusers":
+        assert env["EASEL_AGENT_BATCH_MAX_IMAGES"] == str(batching["maxImages"])
+        assert float(env["EASEL_AGENT_BATCH_MAX_WAIT_SECONDS"]) == batching["maxWaitSeconds"]
+    else:
+        assert "EASEL_AGENT_BATCH_MAX_IMAGES" not in env
     assert env["EASEL_RUNTIME"] == values["runtime"]["name"]
     assert env["EASEL_HIGH_QUEUE_URL"] == values["queues"]["high"]["url"]
     assert env["EASEL_NORMAL_QUEUE_URL"] == values["queues"]["normal"]["url"]

@@ -61,6 +61,11 @@ def values_from_config(
             "visibilityTimeoutSeconds": rt.visibility_timeout_seconds,
             "maxReceiveCount": rt.max_receive_count,
             "gpus": rt.gpus,
+            "batching": {
+                "enabled": rt.batching.enabled,
+                "maxImages": rt.batching.max_images,
+                "maxWaitSeconds": rt.batching.max_wait_seconds,
+            },
         },
         "images": images,
         "aws": {"region": names.region},

@@ -48,6 +48,23 @@ def test_shipped_configs_load() -> None:
             "runtimes.0.images.runtime",
             "latest",
         ),
+        (
+            lambda c: c["runtimes"][0].update(batching={"enabled": True, "max_images": 1}),
+            "runtimes.0.batching.max_images",
+            "greater than or equal to 2",
+        ),
+        (
+            lambda c: c["runtimes"][0].update(
+                kind="sdwebui",
+                images={
+                    "runtime": {"repository": "r", "tag": "1"},
+                    "agent": {"repository": "a", "tag": "1"},
+                },
+                batching={"enabled": True},
+            ),
+            "runtimes.0.batching.enabled",
+            "batching needs kind: diffusers",
+        ),
         (lambda c: c["tenants"].append({"id": "acme"}), "tenants.2", "duplicate"),
         (lambda c: c.update(tenants=[]), "tenants", "at least 1"),
     ],

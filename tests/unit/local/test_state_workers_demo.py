@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from easel.config import EaselConfig
+from easel.config import EaselConfig, parse_config
 from easel.contract import parse_task_request
 from infra.local import state as state_file
 from infra.local.demo import DemoResult, demo_requests, run_demo, tiny_png
@@ -117,6 +117,23 @@ def test_worker_specs_follow_the_process_contract(two_runtimes_config: EaselConf
     assert env["EASEL_MAX_RECEIVE_COUNT"] == "5" and env["EASEL_TASK_TIMEOUT_SECONDS"] == "600"
     assert int(env["EASEL_AGENT_PORT"]) == agent.port
     assert len({s.port for s in specs.values()}) == 4
+    # Batching is off unless the runtime's config turns it on.
+    assert env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "1"
+
+
+def test_batching_config_reaches_the_agent(two_runtimes_config: EaselConfig, tmp_path: Path) -> None:
+    data = two_runtimes_config.model_dump(mode="json")
+    data["runtimes"][1]["batching"] = {"enabled": True, "max_images": 6, "max_wait_seconds": 0.5}
+    config = parse_config(data)
+    ports = iter(range(9000, 9100))
+    specs = {s.name: s for s in worker_specs(
+        config, _resources(config), models_dir=tmp_path,
+        moto_endpoint="http://127.0.0.1:5000", python="/py", port=lambda: next(ports),
+    )}  # fmt: skip
+    env = specs["community/agent"].env
+    assert env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "6"
+    assert env["EASEL_AGENT_BATCH_MAX_WAIT_SECONDS"] == "0.5"
+    assert specs["sd15/agent"].env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "1"
 
 
 def test_ensure_models_makes_only_the_missing(two_runtimes_config: EaselConfig, tmp_path: Path) -> None:
