@@ -11,6 +11,7 @@
     │   ├── ModelMissing          the runtime does not have the model (404)             model_missing
     │   ├── LoraMissing           the runtime does not have a LoRA the task names (404) lora_missing
     │   ├── RuntimeRejected       the runtime refused the request (400/404/422)         runtime_rejected
+    │   ├── NodeFailed            a node of a ComfyUI workflow raised (node id + text)  node_failed
     │   ├── InputRefused          an input URL is not allowed (scheme, host, address,   input_refused
     │   │                         bucket, tenant prefix, redirect)
     │   ├── InputInvalid          input bytes: too large, not an image, too many pixels input_invalid
@@ -91,6 +92,17 @@ class LoraMissing(PermanentError):
 
 class RuntimeRejected(PermanentError):
     code = "runtime_rejected"
+
+
+class NodeFailed(PermanentError):
+    """A node of a ComfyUI workflow failed while running; the message names the node and what it said."""
+
+    code = "node_failed"
+
+    def __init__(self, node_id: str, node_type: str, message: str) -> None:
+        super().__init__(f"node {node_id} ({node_type}) failed: {message}")
+        self.node_id = node_id
+        self.node_type = node_type
 
 
 class InputRefused(PermanentError):

@@ -17,6 +17,7 @@ HEADLINES: dict[str, str] = {
     "dispatch_failed": "the task could not be queued; submit it again",
     "retries_exhausted": "the task failed on every attempt",
     "runtime_rejected": "the runtime refused the request",
+    "node_failed": "a node of the workflow failed",
     "model_missing": "the model is not available on its runtime",
     "lora_missing": "a LoRA the task names is not available",
     "input_refused": "an input is not allowed",

@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from tests.agent.fake_comfyui import FakeComfyUi
 from tests.agent.fake_sdwebui import FakeSdWebUi
+from tests.agent.fakes import png
 from tests.agent.servers import ThreadedUvicorn, free_port
 
 
@@ -58,6 +60,8 @@ class Backend(Protocol):
     def rejected(self) -> tuple[TaskShape, str]: ...
 
     def loaded(self) -> str | None: ...
+
+    def setup(self, put: Callable[[str, bytes], str]) -> None: ...
 
 
 def a1111(prompt: str, *, steps: int = 2, seed: int = 1, model: str = "sd15", **extra: Any) -> TaskShape:
@@ -105,6 +109,9 @@ class SdWebUiFakeBackend:
 
     def loaded(self) -> str | None:
         return self.fake.current.split(" [", 1)[0].rsplit(".", 1)[0]  # the checkpoint's model name
+
+    def setup(self, put: Callable[[str, bytes], str]) -> None:
+        del put
 
 
 class EaselRuntimeBackend:
@@ -164,6 +171,95 @@ class EaselRuntimeBackend:
     def loaded(self) -> str | None:
         value = self._http.get(f"{self.url}/sdapi/v1/options").json().get("sd_model_checkpoint")
         return str(value) if value is not None else None
+
+    def setup(self, put: Callable[[str, bytes], str]) -> None:
+        del put
+
+
+def workflow(
+    *, ckpt: str = "sd15.safetensors", steps: int = 2, seed: int = 1, image: str | None = None
+) -> dict[str, Any]:
+    """A ComfyUI API-format text-to-image (or, with ``image``, image-to-image) workflow."""
+    latent: list[Any] = ["5", 0]
+    graph: dict[str, Any] = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": latent,
+                "denoise": 1.0,
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "easel"}},
+        "10": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    }
+    if image is not None:
+        graph["11"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+        graph["12"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["11", 0], "vae": ["4", 2]}}
+        graph["3"]["inputs"]["latent_image"] = ["12", 0]
+        graph["3"]["inputs"]["denoise"] = 0.6
+    return graph
+
+
+class ComfyUiFakeBackend:
+    name = "comfyui-fake"
+    kind = "comfyui"
+    models = {"sd15": "sd15", "other": "other", "ghost": "ghost"}
+
+    def __init__(self) -> None:
+        self.fake = FakeComfyUi()
+        self.input_uri = ""
+
+    @property
+    def url(self) -> str:
+        return self.fake.url
+
+    def up(self) -> None:
+        self.fake.up()
+
+    def down(self) -> None:
+        self.fake.down()
+
+    def hold(self) -> None:
+        self.fake.control.hold = True
+
+    def release(self) -> None:
+        self.fake.control.hold = False
+        self.fake.release()
+
+    def generating(self) -> bool:
+        return self.fake.generating.is_set()
+
+    def setup(self, put: Callable[[str, bytes], str]) -> None:
+        self.input_uri = put("inputs/photo.png", png(64, 64, (10, 200, 10)))
+
+    def pipeline(self, graph: dict[str, Any], *, model: str = "sd15", **images: str) -> TaskShape:
+        return TaskShape("pipeline", {"workflow": graph, "images": images}, model)
+
+    def ok(self, *, model: str = "sd15", seed: int = 1) -> TaskShape:
+        graph = workflow(ckpt=f"{model}.safetensors", seed=seed, image="photo.png")
+        return self.pipeline(graph, model=model, **{"photo.png": self.input_uri})
+
+    def long(self) -> TaskShape:
+        return self.pipeline(workflow(steps=50))
+
+    def rejected(self) -> tuple[TaskShape, str]:
+        return self.pipeline(workflow(ckpt="ghost.safetensors")), "model_missing"
+
+    def loaded(self) -> str | None:
+        return self.fake.loaded.rsplit(".", 1)[0] if self.fake.loaded else None
 
 
 def tiny_store(root: Path) -> Path:

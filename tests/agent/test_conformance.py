@@ -18,11 +18,19 @@ import pytest
 from PIL import Image
 
 from easel.contract import QueueMessage, TaskStatus, parse_input
-from tests.agent.conformance import Backend, EaselRuntimeBackend, SdWebUiFakeBackend, TaskShape, tiny_store
+from tests.agent.conformance import (
+    Backend,
+    ComfyUiFakeBackend,
+    EaselRuntimeBackend,
+    SdWebUiFakeBackend,
+    TaskShape,
+    tiny_store,
+)
 from tests.agent.conftest import RUNTIME, Stack, wait_for
 
 KINDS = [
     pytest.param("sdwebui-fake", id="sdwebui-fake"),
+    pytest.param("comfyui-fake", id="comfyui-fake"),
     pytest.param("diffusers", id="diffusers", marks=pytest.mark.slow),
     pytest.param("easel-as-sdwebui", id="easel-as-sdwebui", marks=pytest.mark.slow),
 ]
@@ -39,6 +47,8 @@ def backend(request: pytest.FixtureRequest, models_root: Path) -> Iterator[Backe
     b: Backend
     if name == "sdwebui-fake":
         b = SdWebUiFakeBackend()
+    elif name == "comfyui-fake":
+        b = ComfyUiFakeBackend()
     else:
         if not (models_root / "sd15").exists():
             tiny_store(models_root)
@@ -51,7 +61,12 @@ def backend(request: pytest.FixtureRequest, models_root: Path) -> Iterator[Backe
 
 @pytest.fixture
 def kstack(stack: Stack, backend: Backend) -> Stack:
-    stack.backend = backend  # type: ignore[attr-defined]
+    def put(key: str, data: bytes) -> str:
+        full = f"tenants/acme/{key}"
+        stack.s3.put_object(Bucket=stack.resources.outputs_bucket, Key=full, Body=data)
+        return f"s3://{stack.resources.outputs_bucket}/{full}"
+
+    backend.setup(put)
     return stack
 
 
