@@ -142,6 +142,16 @@ def runtime_values(
                 "maxImages": runtime.batching.max_images,
                 "maxWaitSeconds": runtime.batching.max_wait_seconds,
             },
+            # What the kind runs and how it is probed (easel/kinds.py); empty lists keep the chart's defaults.
+            "healthPath": runtime.profile.health_path,
+            "startupTimeoutSeconds": runtime.startup_allowance_seconds,
+            "command": list(runtime.command or []),
+            "args": list(runtime.args or []),
+            "modelMounts": [
+                {"subPath": m.sub_path, "mountPath": m.mount_path} for m in runtime.profile.mounts
+            ],
+            # Stock images write next to their code; the Easel runtime runs on a read-only root.
+            "readOnlyRootFilesystem": runtime.profile.read_only_root,
         },
         "images": {
             kind: {"repository": image.repository, "tag": image.tag, "digest": image.digest}

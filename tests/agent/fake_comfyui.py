@@ -516,9 +516,7 @@ class FakeComfyUi:
             self.generating.set()
             try:
                 for step in range(steps):
-                    if self.control.hold:
-                        self._release.wait()
-                    if self._interrupt.is_set():
+                    if self._interrupt.is_set():  # the sampler's callback checks it every step
                         raise Interrupted()
                     if self.control.explode:
                         raise RuntimeError(self.control.explode)
@@ -527,6 +525,10 @@ class FakeComfyUi:
                         {"value": step + 1, "max": steps, "prompt_id": prompt_id, "node": node_id},
                         sid,
                     )
+                    if self.control.hold:  # a long step: held until released or interrupted
+                        self._release.wait()
+                if self._interrupt.is_set():
+                    raise Interrupted()
             finally:
                 self.generating.clear()
             latent = dict(inputs["latent_image"])

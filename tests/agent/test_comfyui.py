@@ -91,7 +91,8 @@ def test_ws_progress_is_the_task_progress(comfy: ComfyUiFakeBackend) -> None:
     worker = threading.Thread(target=lambda: done.append(runtime.generate(request)), daemon=True)
     worker.start()
     wait_for(comfy.generating, 10, "running")
-    assert runtime.progress() == 0.0
+    # Held after its first of 4 steps: the websocket's progress message says 1/4.
+    wait_for(lambda: runtime.progress() == 0.25, 10, "progress 1/4")
     comfy.release()
     worker.join(timeout=30)
     assert len(done) == 1 and len(done[0]) == 1

@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from easel.kinds import profile
 from tests.charts.chart_helpers import (
     CHART,
     NAMESPACE,
@@ -361,6 +362,7 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     else:
         assert "EASEL_AGENT_BATCH_MAX_IMAGES" not in env
     assert env["EASEL_RUNTIME"] == values["runtime"]["name"]
+    assert env["EASEL_RUNTIME_KIND"] == values["runtime"]["kind"]
     assert env["EASEL_HIGH_QUEUE_URL"] == values["queues"]["high"]["url"]
     assert env["EASEL_NORMAL_QUEUE_URL"] == values["queues"]["normal"]["url"]
     assert env["EASEL_TABLE_NAME"] == values["tasks"]["tableName"]
@@ -381,10 +383,22 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
 def test_runtime_container(render: Render, value_set: str) -> None:
     values, docs = effective_values(value_set), render(value_set)
     runtime = container(docs, "runtime")
-    if values["runtime"]["kind"] == "sdwebui" and not values["runtime"]["command"]:
-        # A stock WebUI image runs its own entrypoint with the extra arguments.
-        assert "command" not in runtime
-        assert runtime["args"] == values["runtime"]["extraArgs"]
+    kind = profile(values["runtime"]["kind"])
+    if kind.kind != "diffusers":
+        # A stock image runs its own entrypoint with the kind's arguments (easel/kinds.py), then extraArgs.
+        assert runtime.get("command", []) == values["runtime"]["command"]
+        args = values["runtime"]["args"] or list(kind.args)
+        assert runtime["args"] == args + values["runtime"]["extraArgs"]
+        # Its model directories where the image looks, read-only, over a writable /data.
+        want = values["runtime"]["modelMounts"] or [
+            {"subPath": m.sub_path, "mountPath": m.mount_path} for m in kind.mounts
+        ]
+        mounts = runtime["volumeMounts"]
+        assert [
+            {"subPath": m["subPath"], "mountPath": m["mountPath"]} for m in mounts if m["name"] == "models"
+        ] == want
+        assert all(m["readOnly"] for m in mounts if m["name"] == "models")
+        assert mounts[0] == {"name": "data", "mountPath": "/data"}  # under the model mounts
     else:
         cmd = runtime["command"]
         assert cmd[:3] == ["python", "-m", "runtime_image.server"]
@@ -403,21 +417,23 @@ def test_runtime_container(render: Render, value_set: str) -> None:
     assert runtime["resources"]["requests"]["nvidia.com/gpu"] == gpus
     assert runtime["resources"]["limits"]["nvidia.com/gpu"] == gpus
     assert "nvidia.com/gpu" not in container(docs, "queue-agent")["resources"].get("limits", {})
+    # Probes on an endpoint the kind really serves (a stock WebUI has no /health), over its start-up allowance.
+    health = values["runtime"]["healthPath"] or kind.health_path
     for probe in ("startupProbe", "readinessProbe"):
-        assert runtime[probe]["httpGet"] == {"path": values["runtime"]["healthPath"], "port": "http"}
+        assert runtime[probe]["httpGet"] == {"path": health, "port": "http"}
     startup = runtime["startupProbe"]
-    assert (
-        startup["periodSeconds"] * startup["failureThreshold"] >= values["runtime"]["startupTimeoutSeconds"]
-    )
+    allowance = values["runtime"]["startupTimeoutSeconds"] or kind.startup_seconds
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= allowance
     assert {"name": "http", "containerPort": values["runtime"]["port"], "protocol": "TCP"} in runtime["ports"]
     assert ("EASEL_TORCH_COMPILE" in env_of(runtime)) is values["runtime"]["torchCompile"]
     assert env_of(runtime).get("EASEL_CACHE_MAX_BYTES") == (values["runtime"]["modelCacheSize"] or None)
-    models_mount = next(m for m in runtime["volumeMounts"] if m["name"] == "models")
-    assert models_mount == {
-        "name": "models",
-        "mountPath": values["modelsVolume"]["mountPath"],
-        "readOnly": True,
-    }
+    if kind.kind == "diffusers":
+        models_mount = next(m for m in runtime["volumeMounts"] if m["name"] == "models")
+        assert models_mount == {
+            "name": "models",
+            "mountPath": values["modelsVolume"]["mountPath"],
+            "readOnly": True,
+        }
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -675,7 +691,7 @@ def test_defaults_are_the_safe_choices() -> None:
     values = effective_values("default")
     assert values["runtime"]["readOnlyRootFilesystem"] is True
     assert values["agent"]["readOnlyRootFilesystem"] is True
-    assert values["runtime"]["healthPath"] == "/health"
+    assert values["runtime"]["healthPath"] == ""  # the kind's: /health for the default diffusers
     assert values["nodePool"]["capacityTypes"] == ["spot", "on-demand"]
     assert values["podDisruptionBudget"]["enabled"] is True
     assert values["networkPolicy"]["enabled"] is True

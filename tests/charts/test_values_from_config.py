@@ -20,12 +20,18 @@ import yaml
 
 from easel.config import EaselConfig, load_config
 from easel.contract.tasks import Lane
+from easel.kinds import profile
 from easel.naming import Names
 from tests.charts.chart_helpers import CHART, NAMESPACE, ROOT, merge_values, one, parse_docs, run_helm
 
 pytestmark = pytest.mark.charts
 
-CONFIGS = [ROOT / "config.yaml", ROOT / "tests" / "configs" / "two-runtimes.yaml"]
+CONFIGS = [
+    ROOT / "config.yaml",
+    ROOT / "tests" / "configs" / "two-runtimes.yaml",
+    # One pool per kind: diffusers, sdwebui, comfyui.
+    ROOT / "tests" / "configs" / "three-kinds.yaml",
+]
 
 
 def values_from_config(
@@ -66,6 +72,12 @@ def values_from_config(
                 "maxImages": rt.batching.max_images,
                 "maxWaitSeconds": rt.batching.max_wait_seconds,
             },
+            "healthPath": rt.profile.health_path,
+            "startupTimeoutSeconds": rt.startup_allowance_seconds,
+            "command": list(rt.command or []),
+            "args": list(rt.args or []),
+            "modelMounts": [{"subPath": m.sub_path, "mountPath": m.mount_path} for m in rt.profile.mounts],
+            "readOnlyRootFilesystem": rt.profile.read_only_root,
         },
         "images": images,
         "aws": {"region": names.region},
@@ -164,6 +176,23 @@ def test_values_from_config_render(helm: str, tmp_path: Path, release: str, valu
     )
     env = {e["name"]: e["value"] for e in agent["env"] if "value" in e}
     assert json.loads(env["EASEL_MODELS"]) == {m["name"]: m["path"] for m in values["runtime"]["models"]}
+    # The kind's runtime: probes on an endpoint it serves, its arguments, its model directories.
+    kind = profile(values["runtime"]["kind"])
+    assert env["EASEL_RUNTIME_KIND"] == kind.kind
+    runtime = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "runtime")
+    for probe in ("startupProbe", "readinessProbe"):
+        assert runtime[probe]["httpGet"]["path"] == kind.health_path
+    startup = runtime["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= kind.startup_seconds
+    models = [
+        (m["mountPath"], m.get("subPath", "")) for m in runtime["volumeMounts"] if m["name"] == "models"
+    ]
+    assert models == [(m.mount_path, m.sub_path) for m in kind.mounts]
+    if kind.kind == "diffusers":
+        assert runtime["command"][:3] == ["python", "-m", "runtime_image.server"] and "args" not in runtime
+    else:
+        assert "command" not in runtime and runtime["args"] == list(kind.args)
+        assert runtime["securityContext"]["readOnlyRootFilesystem"] is False
 
 
 def test_deploy_time_tokens_pass_the_schema(schema_validator: jsonschema.Draft7Validator) -> None:

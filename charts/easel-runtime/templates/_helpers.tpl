@@ -111,7 +111,7 @@ easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store pa
 
 {{/*
 easel-runtime.runtimeCommand: the runtime container's command as a YAML list, or nothing when the image's
-entrypoint runs (`kind: sdwebui` without `runtime.command`; `runtime.extraArgs` are then the `args`).
+entrypoint runs (`sdwebui`/`comfyui` without `runtime.command`; `easel-runtime.stockArgs` are the `args`).
 Default for `kind: diffusers`: `python -m runtime_image.server` on all interfaces (kubelet probes reach the pod IP; the
 NetworkPolicy denies other ingress), with `--model <store path>` for a fixed-model runtime: the runtime only
 sees the models dir, where a model is its store path (the `sd_model_checkpoint` value). Tenants' private LoRAs
@@ -120,7 +120,9 @@ sees the models dir, where a model is its store path (the `sd_model_checkpoint` 
 */}}
 {{- define "easel-runtime.runtimeCommand" -}}
 {{- $cmd := list -}}
-{{- if .Values.runtime.command -}}
+{{- if and .Values.runtime.command (ne .Values.runtime.kind "diffusers") -}}
+{{- toYaml .Values.runtime.command -}}
+{{- else if .Values.runtime.command -}}
 {{- $cmd = .Values.runtime.command -}}
 {{- else if eq .Values.runtime.kind "diffusers" -}}
 {{- $cmd = list "python" "-m" "runtime_image.server" "--models-dir" .Values.modelsVolume.mountPath "--host" "0.0.0.0" "--port" (toString (int .Values.runtime.port)) "--private-loras-dir" "/tmp/private-loras" -}}
@@ -134,11 +136,82 @@ sees the models dir, where a model is its store path (the `sd_model_checkpoint` 
 {{- end -}}
 
 {{/*
-easel-runtime.startupFailureThreshold: startup probe failures allowed (10 s period) to cover
-`runtime.startupTimeoutSeconds`, rounded up.
+easel-runtime.startupFailureThreshold: startup probe failures allowed (10 s period) to cover the start-up
+allowance (`easel-runtime.startupTimeoutSeconds`), rounded up.
 */}}
 {{- define "easel-runtime.startupFailureThreshold" -}}
-{{- div (add (int .Values.runtime.startupTimeoutSeconds) 9) 10 -}}
+{{- div (add (int (include "easel-runtime.startupTimeoutSeconds" .)) 9) 10 -}}
+{{- end -}}
+
+{{/*
+Runtime kinds: the defaults each kind brings (easel/kinds.py holds the same table; tests/charts compares).
+easel-runtime.healthPath: `runtime.healthPath`, or the kind's endpoint the probes GET.
+*/}}
+{{- define "easel-runtime.healthPath" -}}
+{{- if .Values.runtime.healthPath -}}{{ .Values.runtime.healthPath }}
+{{- else if eq .Values.runtime.kind "sdwebui" -}}/sdapi/v1/sd-models
+{{- else if eq .Values.runtime.kind "comfyui" -}}/system_stats
+{{- else -}}/health
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.startupTimeoutSeconds: `runtime.startupTimeoutSeconds`, or the kind's start-up allowance.
+*/}}
+{{- define "easel-runtime.startupTimeoutSeconds" -}}
+{{- if .Values.runtime.startupTimeoutSeconds -}}{{ int .Values.runtime.startupTimeoutSeconds }}
+{{- else if eq .Values.runtime.kind "sdwebui" -}}1800
+{{- else -}}1200
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.stockArgs: the container `args` of a stock image (sdwebui, comfyui) as a YAML list:
+`runtime.args` or the kind's, then `runtime.extraArgs`. Empty for diffusers (its command carries them).
+*/}}
+{{- define "easel-runtime.stockArgs" -}}
+{{- $port := toString (int .Values.runtime.port) -}}
+{{- $args := .Values.runtime.args -}}
+{{- if eq .Values.runtime.kind "diffusers" -}}
+{{- $args = list -}}
+{{- else if not $args -}}
+{{- if eq .Values.runtime.kind "sdwebui" -}}
+{{- $args = list "--api" "--nowebui" "--listen" "--port" $port "--data-dir" "/data" "--skip-prepare-environment" "--no-download-sd-model" -}}
+{{- else -}}
+{{- $args = list "--listen" "0.0.0.0" "--port" $port "--base-directory" "/data" -}}
+{{- end -}}
+{{- end -}}
+{{- if ne .Values.runtime.kind "diffusers" -}}
+{{- toYaml (concat $args .Values.runtime.extraArgs) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+easel-runtime.modelMounts: the runtime container's read-only mounts of the models volume, as a YAML list of
+volumeMounts: `runtime.modelMounts`, or the kind's layout (the directories where the stock image looks).
+*/}}
+{{- define "easel-runtime.modelMounts" -}}
+{{- $mounts := .Values.runtime.modelMounts -}}
+{{- if not $mounts -}}
+{{- if eq .Values.runtime.kind "sdwebui" -}}
+{{- range $dir := list "Stable-diffusion" "Lora" "ControlNet" "ESRGAN" -}}
+{{- $mounts = append $mounts (dict "subPath" $dir "mountPath" (printf "/data/models/%s" $dir)) -}}
+{{- end -}}
+{{- else if eq .Values.runtime.kind "comfyui" -}}
+{{- range $dir := list "checkpoints" "loras" "controlnet" "upscale_models" "vae" -}}
+{{- $mounts = append $mounts (dict "subPath" $dir "mountPath" (printf "/data/models/%s" $dir)) -}}
+{{- end -}}
+{{- else -}}
+{{- $mounts = list (dict "subPath" "" "mountPath" .Values.modelsVolume.mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $mounts -}}
+{{- $m := dict "name" "models" "mountPath" .mountPath "readOnly" true -}}
+{{- if .subPath -}}{{- $_ := set $m "subPath" .subPath -}}{{- end -}}
+{{- $out = append $out $m -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end -}}
 
 {{/*
