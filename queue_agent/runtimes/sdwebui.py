@@ -161,6 +161,10 @@ class SdWebUiRuntime(WebUiRuntime):
         del tenant, name, data, source_etag  # the seam\'s signature
         raise Unsupported("a stock SD WebUI cannot take private LoRAs; use the Easel runtime (diffusers)")
 
+    @property
+    def batching(self) -> bool:
+        return False  # a stock WebUI has no /easel/v1/txt2img-batch: tasks run one by one
+
     def skip(self) -> bool:
         """Skip the current image of a batch (the rest still run). Best effort, never raises."""
         try:
