@@ -20,6 +20,12 @@ def check_limits(request: TaskRequest, limits: Limits) -> None:
         _max("input.height", inp.height, limits.max_height, "pixels")
         _max("input.steps", inp.steps, limits.max_steps, "steps")
         _max("input.batch_size", inp.batch_size, limits.max_batch_size, "images")
+        hires = inp.hires_size()
+        if hires is not None:
+            # The final (upscaled) size is what the GPU holds: it obeys the same limits as width/height.
+            field = "input.hr_resize_x" if inp.hr_resize_x or inp.hr_resize_y else "input.hr_scale"
+            _max(field, hires[0], limits.max_width, "pixels wide after the hires fix")
+            _max(field, hires[1], limits.max_height, "pixels high after the hires fix")
     elif isinstance(inp, TrainLoraInput):
         _max("input.instance_prompt", len(inp.instance_prompt), limits.max_prompt_chars, "characters")
         _max("input.steps", inp.steps, limits.max_train_steps, "steps")

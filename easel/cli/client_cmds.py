@@ -76,6 +76,32 @@ def follow_hint(task_ids: list[str], out: Path | None = None) -> str:
     return f"it keeps running: follow it with `{follow}`, or stop it with `{cancel}`"
 
 
+_UNIT_NUMBERS = {"weight", "guidance_start", "guidance_end", "threshold_a", "threshold_b"}
+_UNIT_INTS = {"processor_res"}
+_UNIT_BOOLS = {"pixel_perfect", "enabled"}
+
+
+def parse_unit(spec: str) -> dict[str, Any]:
+    """``model=cn,image=s3://b/k.png,weight=0.8`` -> a ControlNet unit (numbers and booleans typed)."""
+    unit: dict[str, Any] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{part!r} is not key=value")
+        if key in _UNIT_NUMBERS:
+            unit[key] = float(value)
+        elif key in _UNIT_INTS:
+            unit[key] = int(value)
+        elif key in _UNIT_BOOLS:
+            unit[key] = value.strip().lower() in ("1", "true", "yes")
+        else:
+            unit[key] = value.strip()
+    if "model" not in unit or "image" not in unit:
+        raise ValueError(f"{spec!r}: needs model= and image=")
+    return unit
+
+
 def wait_with_progress(
     client: EaselClient,
     task_ids: list[str],
@@ -142,7 +168,7 @@ def print_task(task: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
-TASK_TYPES = ("text-to-image", "image-to-image", "train-lora")
+TASK_TYPES = ("text-to-image", "image-to-image", "train-lora", "upscale")
 PRIORITIES = ("high", "normal", "low")
 WAIT = typer.Option(False, "--wait", "-w", help="show progress until the task is terminal")
 TIMEOUT = typer.Option(900.0, "--timeout", help="seconds to wait (the task itself keeps running)")
@@ -189,6 +215,12 @@ def _check_request(request: dict[str, Any]) -> None:
         if not data.get("images"):
             usage("train-lora needs --file with input.images", hint="see docs/api.md (train-lora)")
         return
+    if task_type == "upscale":
+        if not data.get("image"):
+            usage(
+                "--upscale is required for upscale", hint="e.g. --upscale s3://<bucket>/tenants/<you>/in.png"
+            )
+        return
     if not str(data.get("prompt") or "").strip():
         usage("--prompt is required", hint='e.g. --prompt "a lighthouse at dawn"')
     if task_type == "image-to-image" and not data.get("init_images"):
@@ -206,8 +238,8 @@ def register(app: typer.Typer) -> None:
         task_type: str = typer.Option(
             None,
             "--task-type",
-            help="text-to-image | image-to-image | train-lora  "
-            "[default: image-to-image with --init-image, else text-to-image]",
+            help="text-to-image | image-to-image | train-lora | upscale  "
+            "[default: upscale with --upscale, image-to-image with --init-image, else text-to-image]",
         ),
         steps: int = typer.Option(None, "--steps", help="sampling steps  [default: 20]"),
         width: int = typer.Option(None, "--width", help="pixels, a multiple of 8  [default: 512]"),
@@ -222,6 +254,36 @@ def register(app: typer.Typer) -> None:
         strength: float = typer.Option(
             None, "--strength", help="denoising_strength for image-to-image, 0..1  [default: 0.75]"
         ),
+        mask: str = typer.Option(
+            None, "--mask", help="inpainting mask, s3:// or https:// (white = repaint)  [default: none]"
+        ),
+        mask_blur: int = typer.Option(None, "--mask-blur", help="mask blur in pixels  [default: 4]"),
+        inpainting_fill: int = typer.Option(
+            None, "--inpainting-fill", help="0 fill, 1 original, 2 latent noise, 3 nothing  [default: 1]"
+        ),
+        hires: bool = typer.Option(False, "--hires", help="enable the hires fix (text-to-image)"),
+        hr_scale: float = typer.Option(None, "--hr-scale", help="hires upscale factor 1..4  [default: 2]"),
+        hr_upscaler: str = typer.Option(
+            None, "--hr-upscaler", help="Latent, Lanczos, ... or an ESRGAN name  [default: Latent]"
+        ),
+        hr_steps: int = typer.Option(
+            None, "--hr-steps", help="hires second pass steps (0: same as --steps)  [default: 0]"
+        ),
+        controlnet: list[str] = typer.Option(
+            None,
+            "--controlnet",
+            help="a ControlNet unit as key=value pairs: model=NAME,image=s3://...[,module=canny,weight=0.8,"
+            "guidance_start=0,guidance_end=1,control_mode=...] (repeat for several units)",
+        ),
+        upscale: str = typer.Option(
+            None, "--upscale", help="image to upscale (task upscale): s3:// URI or https:// URL"
+        ),
+        upscaler: str = typer.Option(
+            None, "--upscaler", help="upscale: None, Lanczos, Nearest or a model  [default: Lanczos]"
+        ),
+        scale: float = typer.Option(None, "--scale", help="upscale factor (upscaling_resize)  [default: 2]"),
+        output_format: str = typer.Option(None, "--format", help="png | jpeg | webp  [default: png]"),
+        quality: int = typer.Option(None, "--quality", help="jpeg/webp quality 1..100  [default: 80]"),
         priority: str = typer.Option(None, "--priority", help="high | normal | low  [default: normal]"),
         task_id: str = typer.Option(
             None, "--id", help="your id for the task (repeating the submit returns the same task)"
@@ -240,19 +302,45 @@ def register(app: typer.Typer) -> None:
         """Submit a task, e.g. `easel submit -m sd15 -p "a dog" --wait --out outputs`."""
         with reported():
             base = _read_file(file) if file is not None else None
-            inputs = {
-                "prompt": prompt,
-                "negative_prompt": negative_prompt,
-                "steps": steps,
-                "width": width,
-                "height": height,
-                "seed": seed,
-                "cfg_scale": cfg_scale,
-                "sampler_name": sampler,
-                "batch_size": batch_size,
-                "init_images": [_image_ref("--init-image", init_image)] if init_image else None,
-                "denoising_strength": strength,
-            }
+            formats = {"output_format": output_format, "jpeg_quality": quality}
+            inputs: dict[str, Any]
+            if upscale is not None:
+                task_type = task_type or "upscale"
+                inputs = {
+                    "image": _image_ref("--upscale", upscale),
+                    "upscaler": upscaler,
+                    "upscaling_resize": scale,
+                    **formats,
+                }
+            else:
+                try:
+                    units = [parse_unit(spec) for spec in controlnet or []]
+                except ValueError as exc:
+                    usage(f"--controlnet: {exc}")
+                for unit in units:
+                    unit["image"] = _image_ref("--controlnet image=", unit["image"])
+                inputs = {
+                    "prompt": prompt,
+                    "negative_prompt": negative_prompt,
+                    "steps": steps,
+                    "width": width,
+                    "height": height,
+                    "seed": seed,
+                    "cfg_scale": cfg_scale,
+                    "sampler_name": sampler,
+                    "batch_size": batch_size,
+                    "init_images": [_image_ref("--init-image", init_image)] if init_image else None,
+                    "denoising_strength": strength,
+                    "mask": _image_ref("--mask", mask) if mask else None,
+                    "mask_blur": mask_blur,
+                    "inpainting_fill": inpainting_fill,
+                    "enable_hr": True if hires else None,
+                    "hr_scale": hr_scale,
+                    "hr_upscaler": hr_upscaler,
+                    "hr_second_pass_steps": hr_steps,
+                    "controlnet": units or None,
+                    **formats,
+                }
             request = build_request(
                 base, model=model, task_type=task_type, priority=priority, task_id=task_id, inputs=inputs
             )

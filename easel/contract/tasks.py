@@ -56,6 +56,34 @@ class TaskType(StrEnum):
     TRAIN_LORA = "train-lora"
     # A ComfyUI workflow (API format) run as given on a comfyui runtime (easel.contract.pipeline).
     PIPELINE = "pipeline"
+    UPSCALE = "upscale"
+
+
+# Output encodings (S3 key suffix and Content-Type follow); quality applies to jpeg and webp, as in A1111.
+OutputFormat = Literal["png", "jpeg", "webp"]
+# ControlNet preprocessors the runtime runs from code alone (the extension's names); the weight-needing
+# ones (depth, openpose, ...) are refused here rather than failing on the GPU.
+CONTROLNET_MODULES: tuple[str, ...] = (
+    "none",
+    "invert",
+    "canny",
+    "threshold",
+    "binary",
+    "blur_gaussian",
+    "tile_resample",
+)
+# Hires upscalers every runtime has: A1111's latent modes and its built-in image resamplers. Names of
+# ESRGAN-family files in the models store are accepted too (the runtime refuses an unknown one).
+BUILTIN_UPSCALERS: tuple[str, ...] = ("None", "Lanczos", "Nearest")
+LATENT_UPSCALERS: tuple[str, ...] = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+)
+UPSCALER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.()+-]{0,127}$"
 
 
 class Priority(StrEnum):
@@ -101,6 +129,45 @@ S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
 ImageRef = Annotated[str, Field(min_length=1, max_length=2048, description="s3:// URI or https URL")]
 
 
+class ControlNetUnitInput(_Strict):
+    """One ControlNet unit (the sd-webui-controlnet extension's field names and defaults)."""
+
+    image: ImageRef
+    model: Annotated[str, Field(pattern=NAME_PATTERN, description="a ControlNet in the models store")]
+    module: str = "none"
+    weight: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    guidance_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    guidance_end: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    control_mode: Literal["Balanced", "ControlNet is more important"] = "Balanced"
+    resize_mode: Literal["Just Resize", "Crop and Resize", "Resize and Fill"] = "Crop and Resize"
+    processor_res: Annotated[int, Field(ge=-1, le=2048)] = -1
+    threshold_a: Annotated[float, Field(ge=-1, le=255)] = -1
+    threshold_b: Annotated[float, Field(ge=-1, le=255)] = -1
+    pixel_perfect: bool = False
+    enabled: bool = True
+
+    @field_validator("module")
+    @classmethod
+    def _known_module(cls, v: str) -> str:
+        if v not in CONTROLNET_MODULES:
+            raise ValueError(
+                f"unknown or unavailable preprocessor '{v}'; use one of: {', '.join(CONTROLNET_MODULES)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _guidance_order(self) -> ControlNetUnitInput:
+        if self.guidance_start > self.guidance_end:
+            raise ValueError("guidance_start must not exceed guidance_end")
+        return self
+
+
+def _known_upscaler(v: str, *, latent: bool) -> str:
+    if v in LATENT_UPSCALERS and not latent:
+        raise ValueError("latent upscalers only exist for the hires fix")
+    return v
+
+
 class GenerationInput(_Strict):
     """Input of text-to-image and image-to-image (SD WebUI field names)."""
 
@@ -117,13 +184,46 @@ class GenerationInput(_Strict):
     init_images: Annotated[list[ImageRef], Field(max_length=1)] = []
     denoising_strength: Annotated[Real, Field(ge=0.0, le=1.0)] = 0.75
     loras: Annotated[list[LoraRef], Field(max_length=5)] = []
+    output_format: OutputFormat = "png"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100, description="jpeg and webp quality (A1111's)")] = 80
+    # Inpainting (image-to-image with a mask; A1111's img2img fields and API defaults).
+    mask: ImageRef | None = None
+    mask_blur: Annotated[int, Field(ge=0, le=64)] = 4
+    inpainting_fill: Annotated[
+        int, Field(ge=0, le=3, description="fill, original, latent noise, nothing")
+    ] = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: Annotated[int, Field(ge=0, le=256)] = 0
+    inpainting_mask_invert: Literal[0, 1] = 0
+    # Hires fix (text-to-image; the second pass uses denoising_strength, as in A1111).
+    enable_hr: bool = False
+    hr_scale: Annotated[float, Field(ge=1.0, le=4.0)] = 2.0
+    hr_resize_x: Annotated[int, Field(ge=0, multiple_of=8)] = 0
+    hr_resize_y: Annotated[int, Field(ge=0, multiple_of=8)] = 0
+    hr_upscaler: Annotated[str, Field(pattern=UPSCALER_PATTERN)] = "Latent"
+    hr_second_pass_steps: Annotated[int, Field(ge=0)] = 0
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    hr_sampler_name: str | None = None
+    controlnet: Annotated[list[ControlNetUnitInput], Field(max_length=4)] = []
 
-    @field_validator("sampler_name")
+    @field_validator("sampler_name", "hr_sampler_name")
     @classmethod
-    def _known_sampler(cls, v: str) -> str:
-        if v not in SAMPLERS:
+    def _known_sampler(cls, v: str | None) -> str | None:
+        if v is not None and v not in SAMPLERS:
             raise ValueError(f"unknown sampler '{v}'; use one of: {', '.join(SAMPLERS)}")
         return v
+
+    def hires_size(self) -> tuple[int, int] | None:
+        """The final size of a hires-fix request (A1111's rules), None without hires fix."""
+        if not self.enable_hr:
+            return None
+        if self.hr_resize_x or self.hr_resize_y:
+            w = self.hr_resize_x or round(self.hr_resize_y * self.width / self.height)
+            h = self.hr_resize_y or round(self.hr_resize_x * self.height / self.width)
+        else:
+            w, h = int(self.width * self.hr_scale), int(self.height * self.hr_scale)
+        return w // 8 * 8, h // 8 * 8
 
     @field_validator("prompt")
     @classmethod
@@ -146,12 +246,41 @@ class TrainLoraInput(_Strict):
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
 
 
-TaskInput = GenerationInput | TrainLoraInput | PipelineInput
+class UpscaleInput(_Strict):
+    """Input of upscale (A1111 "extras"): one image, an upscaler, a factor or a target size."""
 
-_INPUT_MODEL: dict[TaskType, type[GenerationInput] | type[TrainLoraInput] | type[PipelineInput]] = {
+    image: ImageRef
+    upscaler: Annotated[
+        str, Field(pattern=UPSCALER_PATTERN, description="None, Lanczos, Nearest or a file")
+    ] = "Lanczos"
+    upscaling_resize: Annotated[float, Field(gt=0.0, le=8.0)] = 2.0
+    upscaling_resize_w: Annotated[int | None, Field(ge=8, le=8192)] = None
+    upscaling_resize_h: Annotated[int | None, Field(ge=8, le=8192)] = None
+    upscaling_crop: bool = True
+    output_format: OutputFormat = "png"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
+
+    @field_validator("upscaler")
+    @classmethod
+    def _image_upscaler(cls, v: str) -> str:
+        return _known_upscaler(v, latent=False)
+
+    @model_validator(mode="after")
+    def _both_sides(self) -> UpscaleInput:
+        if (self.upscaling_resize_w is None) != (self.upscaling_resize_h is None):
+            raise ValueError("give both upscaling_resize_w and upscaling_resize_h, or neither")
+        return self
+
+
+TaskInput = GenerationInput | TrainLoraInput | UpscaleInput | PipelineInput
+
+_INPUT_MODEL: dict[
+    TaskType, type[GenerationInput] | type[TrainLoraInput] | type[UpscaleInput] | type[PipelineInput]
+] = {
     TaskType.TEXT_TO_IMAGE: GenerationInput,
     TaskType.IMAGE_TO_IMAGE: GenerationInput,
     TaskType.TRAIN_LORA: TrainLoraInput,
+    TaskType.UPSCALE: UpscaleInput,
     TaskType.PIPELINE: PipelineInput,
 }
 
@@ -231,6 +360,10 @@ def check_input_for_type(task_type: TaskType, data: TaskInput) -> None:
             raise FieldError("input.init_images", "image-to-image needs exactly one init image")
         if task_type is TaskType.TEXT_TO_IMAGE and data.init_images:
             raise FieldError("input.init_images", "only image-to-image accepts init_images")
+        if task_type is not TaskType.IMAGE_TO_IMAGE and data.mask is not None:
+            raise FieldError("input.mask", "only image-to-image accepts a mask")
+        if task_type is not TaskType.TEXT_TO_IMAGE and data.enable_hr:
+            raise FieldError("input.enable_hr", "the hires fix is for text-to-image")
 
 
 def _field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> FieldError:

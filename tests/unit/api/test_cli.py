@@ -168,3 +168,52 @@ def test_make_tiny_arch_list_matches_the_runtime() -> None:
     from runtime_image.server.tiny import TINY_ARCHS as RUNTIME_ARCHS
 
     assert TINY_ARCHS == RUNTIME_ARCHS
+
+
+def test_submit_workload_options_build_a_valid_request(api: FakeApi) -> None:
+    from easel.contract import parse_task_request
+
+    img = "s3://b/tenants/acme/in/a.png"
+    runs = [
+        ["--prompt", "a cat", "--init-image", img, "--mask", img, "--mask-blur", "0", "--inpainting-fill", "1"],
+        ["--prompt", "a cat", "--hires", "--hr-scale", "1.5", "--hr-upscaler", "Lanczos", "--hr-steps", "3"],
+        ["--prompt", "a cat", "--controlnet", f"model=cn,image={img},module=canny,weight=0.5", "--controlnet",
+         f"model=cn2,image={img},guidance_end=0.5,pixel_perfect=true"],
+        ["--upscale", img, "--upscaler", "Nearest", "--scale", "3", "--format", "webp", "--quality", "90"],
+        ["--prompt", "a cat", "--format", "jpeg"],
+    ]  # fmt: skip
+    for args in runs:
+        result = CliRunner().invoke(app, ["submit", "--model", "sd15", *args])
+        assert result.exit_code == 0, result.output
+    bodies = [body for method, path, body in api.requests if method == "POST"]
+    parsed = [parse_task_request(b) for b in bodies]
+    assert [str(p.task_type) for p in parsed] == [
+        "image-to-image",
+        "text-to-image",
+        "text-to-image",
+        "upscale",
+        "text-to-image",
+    ]
+    assert bodies[0]["input"]["mask"] == img and bodies[0]["input"]["mask_blur"] == 0
+    assert bodies[1]["input"]["enable_hr"] is True and bodies[1]["input"]["hr_second_pass_steps"] == 3
+    assert bodies[2]["input"]["controlnet"] == [
+        {"model": "cn", "image": img, "module": "canny", "weight": 0.5},
+        {"model": "cn2", "image": img, "guidance_end": 0.5, "pixel_perfect": True},
+    ]
+    assert bodies[3]["input"] == {
+        "image": img,
+        "upscaler": "Nearest",
+        "upscaling_resize": 3.0,
+        "output_format": "webp",
+        "jpeg_quality": 90,
+    }
+    assert bodies[4]["input"]["output_format"] == "jpeg"
+
+
+def test_submit_refuses_a_malformed_controlnet_unit(api: FakeApi) -> None:
+    result = CliRunner().invoke(
+        app, ["submit", "--model", "sd15", "--prompt", "x", "--controlnet", "model=cn"]
+    )
+    assert result.exit_code == 2
+    assert "image=" in result.output
+    assert api.requests == []

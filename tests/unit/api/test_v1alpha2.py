@@ -68,7 +68,7 @@ def test_dynamic_runtime_needs_a_checkpoint(two_runtimes_config: EaselConfig) ->
         (lambda b: b["task"]["metadata"].pop("tasktype"), "task.metadata.tasktype"),
         (lambda b: b["task"]["metadata"].update(extra=1), "task.metadata.extra"),
         (lambda b: b["task"]["content"].update(width=500), "task.content.width"),
-        (lambda b: b["task"]["content"].update(enable_hr=True), "task.content.enable_hr"),
+        (lambda b: b["task"]["content"].update(restore_faces=True), "task.content.restore_faces"),
         (
             lambda b: b["task"]["content"].update(alwayson_scripts={"controlnet": {}}),
             "task.content.alwayson_scripts.controlnet",

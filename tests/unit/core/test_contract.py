@@ -57,7 +57,7 @@ def test_defaults_follow_sd_webui_names() -> None:
         (with_(input__denoising_strength=1.5), "input.denoising_strength"),
         (with_(input__loras=[{"name": "../etc/passwd"}]), "input.loras.0.name"),
         (with_(input__init_images=["s3://bucket/a.png"]), "input.init_images"),
-        (with_(input__enable_hr=True), "input.enable_hr"),
+        (with_(input__enable_hr="sometimes"), "input.enable_hr"),
         (with_(task_type="paint"), "task_type"),
         (with_(priority="urgent"), "priority"),
         (with_(id="has space"), "id"),
