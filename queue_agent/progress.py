@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from easel.contract import ProgressPhase, QueueMessage, Task
+from easel.contract import ProgressPhase, QueueMessage, Task, UpscaleInput
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ class _Job(Protocol):
 
 
 def nominal_steps(message: QueueMessage) -> int:
-    """The steps the tenant asked for (training steps for train-lora); a pipeline counts percent."""
+    """The steps the tenant asked for (training steps for train-lora); an upscale is one pass; a pipeline
+    counts percent."""
+    if isinstance(message.input, UpscaleInput):
+        return 1
     steps = getattr(message.input, "steps", None)
     return steps if isinstance(steps, int) else 100
 
