@@ -12,6 +12,10 @@
     cache first (``posix_fadvise(DONTNEED)``, which touches no other file), once per method.
     Switch: two models already in the runtime's cache, alternated through ``POST /sdapi/v1/options``; the
     cache's own hit counters confirm every switch was a hit.
+(d) Architectures: per-image seconds of the tiny SDXL model vs the tiny SD 1.5 model (same size, steps,
+    sampler), alternating rounds.
+(e) Hires fix: a 64x64 first pass upscaled (Latent) to 128x128 with a second pass at denoising 0.5, vs a
+    plain 128x128 text-to-image of the same steps: what the hires fix costs at the same final size.
 (c) One UNet step at 512x512 (latents 2x4x64x64: the conditional and unconditional halves of one CFG step)
     on the SD 1.5-size UNet, for the record.
 """
@@ -34,6 +38,7 @@ from bench.serve import ThreadedServer
 from bench.stats import median, ratio
 
 TINY_A, TINY_B = "tiny-a", "tiny-b"
+TINY_SDXL = "tiny-sdxl"
 SD15_A, SD15_B = "sd15-random", "sd15-random-b"
 BATCH_RATIO_TARGET = 1.3
 LOAD_RATIO_TARGET = 1.3
@@ -91,8 +96,28 @@ class SwitchResult:
 
 
 @dataclass
+class WorkloadResult:
+    """Seconds per image of each variant (medians over alternating rounds)."""
+
+    steps: int
+    sd15_s: list[float] = field(default_factory=list)
+    sdxl_s: list[float] = field(default_factory=list)
+    plain_128_s: list[float] = field(default_factory=list)
+    hires_64_to_128_s: list[float] = field(default_factory=list)
+
+    @property
+    def sdxl_ratio(self) -> float:
+        return ratio(median(self.sdxl_s), median(self.sd15_s))
+
+    @property
+    def hires_ratio(self) -> float:
+        return ratio(median(self.hires_64_to_128_s), median(self.plain_128_s))
+
+
+@dataclass
 class RuntimeBench:
     batch: BatchResult | None = None
+    workloads: WorkloadResult | None = None
     load: LoadResult | None = None
     switches: list[SwitchResult] = field(default_factory=list)
     unet_step_s: list[float] = field(default_factory=list)
@@ -128,6 +153,13 @@ class RuntimeBench:
             for s in self.switches
         ]
         doc["switch_target_ms"] = SWITCH_TARGET_MS
+        if self.workloads:
+            w = self.workloads
+            doc["workloads"] = {
+                **asdict(w),
+                "sdxl_vs_sd15_ratio": w.sdxl_ratio,
+                "hires_vs_plain_ratio": w.hires_ratio,
+            }
         if self.unet_step_s:
             doc["unet_step_512"] = {"runs_s": self.unet_step_s, "median_s": median(self.unet_step_s)}
         return doc
@@ -142,6 +174,10 @@ def ensure_models(models_dir: Path, *, sd15: bool) -> None:
     for seed, name in enumerate((TINY_A, TINY_B)):
         if not (models_dir / name / "model_index.json").is_file():
             make_tiny_model(models_dir / name, seed=seed)
+    if not (models_dir / TINY_SDXL / "model_index.json").is_file():
+        from runtime_image.server.tiny import make_tiny
+
+        make_tiny(models_dir / TINY_SDXL, "sdxl")
     if sd15:
         source = ensure_sd15_model(models_dir, SD15_A)
         twin = models_dir / SD15_B
@@ -306,6 +342,44 @@ def bench_batch(
     return result
 
 
+def _timed(http: httpx.Client, body: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    resp = http.post("/sdapi/v1/txt2img", json=body, timeout=600)
+    resp.raise_for_status()
+    return time.perf_counter() - start
+
+
+def bench_workloads(http: httpx.Client, *, steps: int = 10, rounds: int = 5) -> WorkloadResult:
+    """(d) tiny SDXL vs tiny SD 1.5 per image; (e) hires 64->128 vs plain 128 on SD 1.5, same steps."""
+    result = WorkloadResult(steps=steps)
+    base = {"prompt": "a photo of a cat", "steps": steps, "sampler_name": "Euler", "cfg_scale": 7.0}
+    small = {**base, "width": 64, "height": 64}
+    variants = {
+        "sd15_s": {**small, "override_settings": {"sd_model_checkpoint": TINY_A}},
+        "sdxl_s": {**small, "override_settings": {"sd_model_checkpoint": TINY_SDXL}},
+        "plain_128_s": {
+            **base,
+            "width": 128,
+            "height": 128,
+            "override_settings": {"sd_model_checkpoint": TINY_A},
+        },
+        "hires_64_to_128_s": {
+            **small,
+            "enable_hr": True,
+            "hr_scale": 2,
+            "hr_upscaler": "Latent",
+            "denoising_strength": 0.5,
+            "override_settings": {"sd_model_checkpoint": TINY_A},
+        },
+    }
+    for body in variants.values():  # loads and first-run allocations, not timed
+        _timed(http, {**body, "seed": 1})
+    for r in range(rounds):
+        for key, body in variants.items():
+            getattr(result, key).append(_timed(http, {**body, "seed": 10 + r}))
+    return result
+
+
 def select(http: httpx.Client, name: str) -> float:
     start = time.perf_counter()
     resp = http.post("/sdapi/v1/options", json={"sd_model_checkpoint": name}, timeout=600)
@@ -363,6 +437,7 @@ def bench_runtime(
     with ThreadedServer(app, lifespan="on") as server, httpx.Client(base_url=server.url) as http:
         wait_ready(http)
         result.batch = bench_batch(http, images=images, steps=steps)
+        result.workloads = bench_workloads(http, steps=steps)
         result.switches.append(bench_switch(http, (TINY_A, TINY_B)))
         if sd15:
             result.switches.append(bench_switch(http, (SD15_A, SD15_B)))
@@ -395,6 +470,18 @@ def tables(result: RuntimeBench) -> list[Any]:
         t.add_row("1", fmt(b.batch1_s, 2), fmt(b.batch1_ips, 2), "1.00x", "")
         target = f">= {BATCH_RATIO_TARGET}x {verdict(b.ratio >= BATCH_RATIO_TARGET)}"
         t.add_row("4", fmt(b.batch4_s, 2), fmt(b.batch4_ips, 2), fmt(b.ratio, 2) + "x", target)
+        out.append(t)
+    if result.workloads:
+        w = result.workloads
+        t = make_table(
+            f"workloads (tiny models, {w.steps} steps, medians of {len(w.sd15_s)} alternating rounds)",
+            ["what", "s / image", "vs baseline"],
+        )
+        t.add_row("SD 1.5 tiny, 64x64 (baseline)", fmt(median(w.sd15_s), 3), "1.00x")
+        t.add_row("SDXL tiny, 64x64", fmt(median(w.sdxl_s), 3), fmt(w.sdxl_ratio, 2) + "x")
+        t.add_row("plain 128x128 (baseline)", fmt(median(w.plain_128_s), 3), "1.00x")
+        t.add_row("hires fix 64 -> 128 (Latent, denoise 0.5)", fmt(median(w.hires_64_to_128_s), 3),
+                  fmt(w.hires_ratio, 2) + "x")  # fmt: skip
         out.append(t)
     if result.load:
         out.append(_load_table(result.load))

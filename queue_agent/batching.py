@@ -53,6 +53,9 @@ def batch_key(
         return None
     if inp.init_images:
         return None
+    # Hires fix, ControlNet units and non-PNG encodings take the runtime's single-task path only.
+    if inp.enable_hr or inp.controlnet or inp.output_format != "png":
+        return None
     names = lora_names or {}
     shared = {k: v for k, v in inp.model_dump(mode="json").items() if k not in PER_TASK}
     shared["loras"] = [{"name": names.get(lo.name, lo.name), "weight": lo.weight} for lo in inp.loras]

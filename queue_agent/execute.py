@@ -119,7 +119,7 @@ class Executor:
         lead = jobs[0]
         t0 = self._clock()
         switch = 0.0
-        if self._runtime.ensure_model(lead.store_path):
+        if lead.request.needs_model and self._runtime.ensure_model(lead.store_path):
             switch = self._clock() - t0
             self._stats.runtime_call(switch, generate=False, switched=True)
         if all(job.cancel_requested.is_set() for job in jobs):

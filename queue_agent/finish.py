@@ -21,7 +21,7 @@ from queue_agent.errors import RuntimeFault
 from queue_agent.heartbeat import Heartbeat
 from queue_agent.job import AlreadyTerminal, Canceled, Failed, Generated, Job, Outcome, Returned, Trained
 from queue_agent.lanes import Acks
-from queue_agent.outputs import OutputWriter
+from queue_agent.outputs import OutputWriter, suffix
 from queue_agent.settle import Settler
 from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
@@ -114,7 +114,11 @@ class Finisher:
         try:
             task = job.started_task
             assert task is not None
-            uris = self._outputs.upload(task.tenant, task.id, images)
+            fmt, quality = (
+                getattr(task.input, "output_format", "png"),
+                getattr(task.input, "jpeg_quality", 80),
+            )
+            uris = self._outputs.upload(task.tenant, task.id, images, output_format=fmt, quality=quality)
             try:
                 done = self._state.succeed(task, uris, _metrics(job, task))
             except TaskConflict as exc:
@@ -122,7 +126,7 @@ class Finisher:
                     raise
                 if exc.current.status is TaskStatus.CANCELED:
                     # Canceled between the end of generation and this write: its outputs must not stay.
-                    self._outputs.discard(task.tenant, task.id, len(images))
+                    self._outputs.discard(task.tenant, task.id, len(images), suffix(fmt))
                 self._settler.notify_and_ack(job, exc.current, skipped=True)
                 return
             self._settler.notify_and_ack(job, done)

@@ -1,4 +1,7 @@
-"""Output upload to deterministic keys ``tenants/<tenant>/tasks/<id>/<n>.png`` (first writer wins).
+"""Output upload to deterministic keys ``tenants/<tenant>/tasks/<id>/<n>.<png|jpg|webp>`` (first writer wins).
+
+The suffix and Content-Type follow the task's ``output_format``; the runtime already encodes in that format
+(with the infotext), and anything else it answers (a stock WebUI set otherwise) is converted here.
 
 Keys depend only on the task, so a redelivered task can never produce a second set of files. Each put is
 conditional (``If-None-Match: *``): an object already there (an earlier attempt, or a concurrent agent on
@@ -23,6 +26,34 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
 
 
+# output_format -> (PIL format, key suffix, Content-Type)
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "png": ("PNG", "png", "image/png"),
+    "jpeg": ("JPEG", "jpg", "image/jpeg"),
+    "webp": ("WEBP", "webp", "image/webp"),
+}
+
+
+def suffix(output_format: str) -> str:
+    return FORMATS[output_format][1]
+
+
+def as_format(data: bytes, output_format: str, quality: int = 80) -> bytes:
+    """``data`` in ``output_format``: kept as is when it already is, else re-encoded."""
+    if output_format == "png":
+        return as_png(data)
+    pil = FORMATS[output_format][0]
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format == pil:
+                return data
+            out = io.BytesIO()
+            img.convert("RGB").save(out, format=pil, quality=quality)
+            return out.getvalue()
+    except (OSError, ValueError) as exc:
+        raise RuntimeFault(f"runtime returned an image that cannot be decoded: {exc}") from exc
+
+
 def as_png(data: bytes) -> bytes:
     """The runtime answers PNG; anything else it might send (a stock WebUI set to JPEG) is converted."""
     if data.startswith(PNG_MAGIC):
@@ -41,27 +72,30 @@ class OutputWriter:
         self._s3 = s3
         self._bucket = bucket
 
-    def uri(self, tenant: str, task_id: str, index: int) -> str:
-        return f"s3://{self._bucket}/{output_key(tenant, task_id, index)}"
+    def uri(self, tenant: str, task_id: str, index: int, ext: str = "png") -> str:
+        return f"s3://{self._bucket}/{output_key(tenant, task_id, index, ext)}"
 
-    def upload(self, tenant: str, task_id: str, images: list[bytes]) -> list[str]:
+    def upload(
+        self, tenant: str, task_id: str, images: list[bytes], *, output_format: str = "png", quality: int = 80
+    ) -> list[str]:
+        _, ext, content_type = FORMATS[output_format]
         uris = []
         for n, data in enumerate(images):
-            key = output_key(tenant, task_id, n)
+            key = output_key(tenant, task_id, n, ext)
             try:
                 with aws_call("upload output"):
                     self._s3.put_object(
                         Bucket=self._bucket,
                         Key=key,
-                        Body=as_png(data),
-                        ContentType="image/png",
+                        Body=as_format(data, output_format, quality),
+                        ContentType=content_type,
                         IfNoneMatch="*",
                     )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code", "") not in _EXISTS:
                     raise
                 log.info("output exists, kept", extra={"task_id": task_id, "key": key})
-            uris.append(self.uri(tenant, task_id, n))
+            uris.append(self.uri(tenant, task_id, n, ext))
         return uris
 
     def upload_lora(self, tenant: str, name: str, data: bytes) -> str:
@@ -85,7 +119,7 @@ class OutputWriter:
         except Exception:
             log.exception("could not discard lora", extra={"tenant": tenant, "lora": name})
 
-    def discard(self, tenant: str, task_id: str, count: int) -> None:
+    def discard(self, tenant: str, task_id: str, count: int, ext: str = "png") -> None:
         """Best effort removal of a canceled task's outputs."""
         if count <= 0:
             return
@@ -94,7 +128,7 @@ class OutputWriter:
                 self._s3.delete_objects(
                     Bucket=self._bucket,
                     Delete={
-                        "Objects": [{"Key": output_key(tenant, task_id, n)} for n in range(count)],
+                        "Objects": [{"Key": output_key(tenant, task_id, n, ext)} for n in range(count)],
                         "Quiet": True,
                     },
                 )

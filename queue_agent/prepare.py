@@ -13,7 +13,7 @@ import httpx
 from opentelemetry.trace import Span, Tracer
 
 from easel.contract import QueueMessage, TaskType, parse_queue_message
-from easel.contract.tasks import GenerationInput, PipelineInput, TrainLoraInput
+from easel.contract.tasks import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 from easel.errors import FieldError
 from queue_agent.batching import batch_key, images_of
 from queue_agent.errors import Unsupported
@@ -111,11 +111,20 @@ class Preparer:
             images = [self._inputs.fetch(u, message.tenant).data for u in inp.images]
             return self._runtime.training_request(inp, images=images, model=store_path), {}
         if isinstance(inp, GenerationInput):
-            fetched = [self._inputs.fetch(u, message.tenant).data for u in inp.init_images]
+            fetch = self._inputs.fetch
+            fetched = [fetch(u, message.tenant).data for u in inp.init_images]
+            # Masks and control images are inputs like init images: same tenant prefix, allow-list, limits.
+            mask = fetch(inp.mask, message.tenant).data if inp.mask is not None else None
+            controls = [fetch(u.image, message.tenant).data for u in inp.controlnet]
             # Only the task's own tenant prefix is looked at: another tenant's adapter is unreachable.
             names = self._loras.resolve(message.tenant, [lo.name for lo in inp.loras])
-            request = self._runtime.generation_request(inp, init_images=fetched, lora_names=names)
+            request = self._runtime.generation_request(
+                inp, init_images=fetched, lora_names=names, mask=mask, control_images=controls
+            )
             return request, names
+        if message.task_type is TaskType.UPSCALE and isinstance(inp, UpscaleInput):
+            image = self._inputs.fetch(inp.image, message.tenant).data
+            return self._runtime.upscale_request(inp, image=image), {}
         if isinstance(inp, PipelineInput):
             files = {name: self._inputs.fetch(u, message.tenant).data for name, u in inp.images.items()}
             return self._runtime.pipeline_request(inp, images=files), {}

@@ -7,7 +7,8 @@ adapter module here that maps this interface to its own API and its errors to th
 
     ready        wait_ready(timeout, stop)            poll its health until it can take work
     model        ensure_model(store_path) -> switched  select the checkpoint (switch only when different)
-    requests     generation_request / training_request / pipeline_request  the adapter's own request
+    requests     generation_request / training_request / upscale_request / pipeline_request:
+                 the adapter's own request
     generate     generate(request) -> images           one generation, PNG (or other image) bytes
     train        train(request) -> answer              one LoRA training (weights_b64 in the answer)
     progress     progress() -> fraction | None         how far the running call is (best effort)
@@ -37,7 +38,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from easel.contract import GenerationInput, PipelineInput, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class RuntimeRequest:
     # that are not part of the body (e.g. the LoRA names a stock WebUI must have).
     files: dict[str, bytes] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Upscaling uses no checkpoint: the agent skips the model switch for it.
+    needs_model: bool = True
 
 
 class Runtime(Protocol):
@@ -61,8 +64,16 @@ class Runtime(Protocol):
     def ensure_model(self, store_path: str) -> bool: ...
 
     def generation_request(
-        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+        self,
+        data: GenerationInput,
+        *,
+        init_images: list[bytes],
+        lora_names: dict[str, str],
+        mask: bytes | None = None,
+        control_images: list[bytes] | None = None,
     ) -> RuntimeRequest: ...
+
+    def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest: ...
 
     def training_request(
         self, data: TrainLoraInput, *, images: list[bytes], model: str

@@ -115,9 +115,17 @@ class SdWebUiRuntime(WebUiRuntime):
 
     # -- requests ----------------------------------------------------------------------------------------
     def generation_request(
-        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+        self,
+        data: GenerationInput,
+        *,
+        init_images: list[bytes],
+        lora_names: dict[str, str],
+        mask: bytes | None = None,
+        control_images: list[bytes] | None = None,
     ) -> RuntimeRequest:
-        request = super().generation_request(data, init_images=init_images, lora_names=lora_names)
+        request = super().generation_request(
+            data, init_images=init_images, lora_names=lora_names, mask=mask, control_images=control_images
+        )
         return RuntimeRequest(request.kind, request.body, meta={"loras": [lora.name for lora in data.loras]})
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:

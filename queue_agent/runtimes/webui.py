@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from easel.contract import GenerationInput, PipelineInput, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 from queue_agent.errors import (
     LoraMissing,
     ModelMissing,
@@ -32,7 +32,7 @@ from queue_agent.errors import (
 )
 from queue_agent.runtimes import RuntimeRequest
 from queue_agent.runtimes.health import RuntimeHealth, wait_until_ready
-from queue_agent.runtimes.webui_bodies import runtime_body, train_body
+from queue_agent.runtimes.webui_bodies import runtime_body, train_body, upscale_body
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,13 @@ class WebUiRuntime:
 
     # -- requests -------------------------------------------------------------------------------------------
     def generation_request(
-        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+        self,
+        data: GenerationInput,
+        *,
+        init_images: list[bytes],
+        lora_names: dict[str, str],
+        mask: bytes | None = None,
+        control_images: list[bytes] | None = None,
     ) -> RuntimeRequest:
         private = [n for n, sent in lora_names.items() if sent != n]
         if private and self.lora_style != "field":
@@ -120,9 +126,18 @@ class WebUiRuntime:
                 f"private LoRA(s) {', '.join(private)} need the Easel runtime (EASEL_AGENT_LORA_STYLE=field)"
             )
         kind, body = runtime_body(
-            data, init_images=init_images, lora_style=self.lora_style, lora_names=lora_names
+            data,
+            init_images=init_images,
+            lora_style=self.lora_style,
+            lora_names=lora_names,
+            mask=mask,
+            control_images=control_images,
         )
         return RuntimeRequest(kind, body)
+
+    def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest:
+        kind, body = upscale_body(data, image=image)
+        return RuntimeRequest(kind, body, needs_model=False)
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
         return RuntimeRequest(TRAIN, train_body(data, images=images, model=model), training=True)
@@ -133,10 +148,12 @@ class WebUiRuntime:
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, request: RuntimeRequest) -> list[bytes]:
-        """POST /sdapi/v1/{txt2img|img2img}; returns the decoded images (PNG bytes)."""
+        """POST /sdapi/v1/{txt2img|img2img|extra-single-image}; returns the decoded images."""
         kind = request.kind
         r = self._call("POST", f"/sdapi/v1/{kind}", json=request.body, timeout=self._generate_timeout)
-        out = _images(kind, _json(r))
+        answer = _json(r)
+        # Extras answer one "image"; generations a list of "images".
+        out = _images(kind, {"images": [answer.get("image")]} if "image" in answer else answer)
         self._model_seen = time.monotonic()  # alive, and still on the model we know
         return out
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from easel.contract import GenerationInput, Lane, QueueMessage, Task, TaskStatus, TrainLoraInput
+from easel.contract import GenerationInput, Lane, QueueMessage, Task, TaskStatus, TrainLoraInput, UpscaleInput
 from easel.contract.status import sources_of
 from easel.errors import StoreUnavailable, TaskConflict, TaskNotFound
 from easel.lifecycle import queued_task
@@ -178,9 +178,18 @@ class SeamRuntime:
         return True
 
     def generation_request(
-        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+        self,
+        data: GenerationInput,
+        *,
+        init_images: list[bytes],
+        lora_names: dict[str, str],
+        mask: bytes | None = None,
+        control_images: list[bytes] | None = None,
     ) -> RuntimeRequest:
         return RuntimeRequest("generate", {"prompt": data.prompt, "loras": lora_names})
+
+    def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest:
+        return RuntimeRequest("upscale", {"upscaler": data.upscaler}, needs_model=False)
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
         return RuntimeRequest("train", {"model": model}, training=True)

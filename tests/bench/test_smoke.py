@@ -62,6 +62,9 @@ def test_bench_runtime_smoke(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["batch"]["batch1_images_per_s"] > 0
     assert doc["batch"]["batch4_images_per_s"] > 0
+    work = doc["workloads"]
+    assert work["sdxl_vs_sd15_ratio"] > 0 and work["hires_vs_plain_ratio"] > 0
+    assert len(work["sdxl_s"]) == len(work["sd15_s"]) > 0
     (switch,) = doc["switch"]
     assert switch["cache_misses"] == 0
     assert switch["cache_hits"] == len(switch["switches_ms"])
