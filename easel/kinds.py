@@ -5,9 +5,9 @@ docs; the chart's helpers hold the same defaults so it renders on its own (tests
 
     kind       runs                              probe (startup, readiness)  task types
     diffusers  the Easel runtime                 GET /health                 text-to-image, image-to-image,
-               (easel runtime serve)                                         train-lora
-    sdwebui    a stock AUTOMATIC1111 SD WebUI,   GET /sdapi/v1/sd-models     text-to-image, image-to-image
-               --api --nowebui (no /health, no
+               (easel runtime serve)                                         train-lora, upscale
+    sdwebui    a stock AUTOMATIC1111 SD WebUI,   GET /sdapi/v1/sd-models     text-to-image, image-to-image,
+               --api --nowebui (no /health, no                               upscale (extras)
                /internal/ping without the UI)
     comfyui    a stock ComfyUI                   GET /system_stats           pipeline
 
@@ -57,7 +57,9 @@ COMFYUI_BASE = "/data"
 PROFILES: dict[str, KindProfile] = {
     "diffusers": KindProfile(
         kind="diffusers",
-        task_types=frozenset({TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE, TaskType.TRAIN_LORA}),
+        task_types=frozenset(
+            {TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE, TaskType.TRAIN_LORA, TaskType.UPSCALE}
+        ),
         health_path="/health",
         startup_seconds=1200,
         args=(),
@@ -69,7 +71,7 @@ PROFILES: dict[str, KindProfile] = {
     ),
     "sdwebui": KindProfile(
         kind="sdwebui",
-        task_types=frozenset({TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE}),
+        task_types=frozenset({TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE, TaskType.UPSCALE}),
         health_path="/sdapi/v1/sd-models",
         startup_seconds=1800,
         # --data-dir: models/, config.json and outputs under one writable root; the model dirs below are
