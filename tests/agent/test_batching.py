@@ -36,6 +36,23 @@ OTHER: dict[str, Any] = {
     "sampler_name": "DDIM",
     "denoising_strength": 0.5,
     "loras": [{"name": "style", "weight": 0.6}],
+    "output_format": "webp",
+    "jpeg_quality": 90,
+    "mask_blur": 8,
+    "inpainting_fill": 1,
+    "inpaint_full_res": False,
+    "inpaint_full_res_padding": 32,
+    "inpainting_mask_invert": 1,
+    "enable_hr": True,
+    "hr_scale": 1.5,
+    "hr_resize_x": 640,
+    "hr_resize_y": 640,
+    "hr_upscaler": "Lanczos",
+    "hr_second_pass_steps": 5,
+    "hr_prompt": "a detailed dog",
+    "hr_negative_prompt": "blurry",
+    "hr_sampler_name": "DDIM",
+    "controlnet": [{"model": "cn", "image": "s3://bucket/tenants/acme/edges.png"}],
 }
 
 
@@ -69,7 +86,8 @@ def test_what_each_task_owns_does_not_split_a_batch() -> None:
 def test_other_fields_are_covered_by_the_test() -> None:
     """Every input field is either per-task or has a differing value below (a new contract field fails
     here until it is classified)."""
-    assert set(GenerationInput.model_fields) - PER_TASK - {"init_images"} == set(OTHER)
+    # Images to start from (init images, an inpainting mask) make an image-to-image task: never batched.
+    assert set(GenerationInput.model_fields) - PER_TASK - {"init_images", "mask"} == set(OTHER)
 
 
 @pytest.mark.parametrize("field", sorted(OTHER))
@@ -104,6 +122,13 @@ def test_image_to_image_and_training_never_batch() -> None:
         created_at=datetime.now(UTC),
     )
     assert key(training) is None
+
+
+def test_hires_controlnet_and_other_encodings_take_the_single_path() -> None:
+    assert key(msg(enable_hr=True)) is None
+    assert key(msg(controlnet=OTHER["controlnet"])) is None
+    assert key(msg(output_format="jpeg")) is None
+    assert key(msg(output_format="png")) is not None
 
 
 def test_take_batch_keeps_order_key_and_image_budget() -> None:
