@@ -247,12 +247,13 @@ def test_unknown_error_retries_then_dlq_and_task_failed_on_last_receive(stack: S
 
 @pytest.mark.slow
 def test_heartbeat_keeps_a_long_task_invisible(stack: Stack) -> None:
-    """Queue visibility 2 s, task 4 s: without the heartbeat the message would be delivered again."""
-    stack.set_lane(visibility=2, max_receive=5)
-    stack.runtime.control.hold_seconds = 4
+    """Queue visibility 4 s, task 8 s: without the heartbeat the message would be delivered again. (The
+    margins leave a loaded machine's heartbeat a second or more of slack per extension.)"""
+    stack.set_lane(visibility=4, max_receive=5)
+    stack.runtime.control.hold_seconds = 8
     stack.submit("long")
-    with stack.running(visibility_timeout_seconds=2) as agent:
-        stack.wait_result("long", "succeeded", timeout=15)
+    with stack.running(visibility_timeout_seconds=4) as agent:
+        stack.wait_result("long", "succeeded", timeout=30)
         time.sleep(1)  # a redelivery, if any, would now be under way
     assert len(stack.runtime.generation_calls()) == 1
     assert stack.task("long").attempts == 1
