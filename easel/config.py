@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -309,11 +309,44 @@ class Cluster(_Section):
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "easel"
 
 
+# An image reference with an explicit tag that is not `latest` (or a digest): a rollout stays reproducible.
+IMAGE_REF = r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$"
+
+
+class Telemetry(_Section):
+    """Traces and GPU metrics of the pools: an ADOT collector (DaemonSet, OpenTelemetry's collector chart
+    with the AWS Distro image) receives OTLP from the agent and runtime and sends traces to X-Ray; it scrapes
+    NVIDIA's DCGM exporter on the GPU nodes and writes GPU utilisation and memory as CloudWatch metrics."""
+
+    enabled: bool = True
+    # Head sampling of the agent and runtime (parent-based: a sampled API trace stays sampled downstream).
+    trace_sampling_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    collector_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "0.140.0"
+    collector_image: Annotated[str, Field(pattern=IMAGE_REF)] = (
+        "public.ecr.aws/aws-observability/aws-otel-collector:v0.46.0"
+    )
+    dcgm_exporter_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "4.6.0"
+    # Retention of the collector's metrics log group (the EMF documents CloudWatch turns into metrics).
+    metrics_log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 14
+
+    @model_validator(mode="after")
+    def _pinned_image(self) -> Telemetry:
+        if self.collector_image.endswith(":latest"):
+            raise ValueError(f"collector_image: {self.collector_image!r} must pin a version, not latest")
+        return self
+
+
 class Monitoring(_Section):
     oldest_message_alarm_seconds: Annotated[int, Field(ge=60)] = 900
     # Cost guard: a pool whose pods stay not Ready this long is paused at zero replicas and alarmed.
     pool_not_ready_seconds: Annotated[int, Field(ge=600, le=86_400)] = 2700
     alarm_email: str | None = None
+    # SLO alarms: share of finished tasks that failed (per runtime, over 15 minutes), a pod's start until its
+    # runtime is ready, and GPU utilisation under which a pool counts as idle while its lanes hold tasks.
+    failure_ratio_alarm: Annotated[float, Field(gt=0, le=1)] = 0.1
+    cold_start_alarm_seconds: Annotated[int, Field(ge=60)] = 900
+    gpu_idle_percent: Annotated[float, Field(gt=0, le=100)] = 5.0
+    telemetry: Telemetry = Telemetry()
 
 
 class InstanceFacts(_Section):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -46,7 +47,7 @@ from queue_agent.settings import AgentSettings
 from queue_agent.settle import SettlePolicy, Settler
 from queue_agent.shutdown import GracefulShutdown
 from queue_agent.state import TaskState
-from queue_agent.telemetry import AgentStats, default_tracer
+from queue_agent.telemetry import AgentStats, cold_start_record, default_tracer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Agent:
         self.stats = AgentStats()
         self.tracer = tracer or default_tracer()
         self._runtime_ready = threading.Event()
+        self._cold_start_logged = False
         self.heartbeat = Heartbeat(
             self.lanes,
             extend_to=settings.visibility_timeout_seconds,
@@ -242,6 +244,17 @@ class Agent:
         bound = self.settings.agent_runtime_ready_timeout_seconds
         while not self.shutdown.requested.is_set():
             if self.runtime.wait_ready(bound, stop=self.shutdown.requested):
+                if not self._cold_start_logged:
+                    # Once per pod: agent start (the pod's containers start together) to a ready runtime.
+                    self._cold_start_logged = True
+                    log.info(
+                        "runtime ready",
+                        extra=cold_start_record(
+                            runtime=self.settings.runtime,
+                            seconds=time.monotonic() - self.stats.started,
+                            emf=self.settings.agent_emf,
+                        ),
+                    )
                 self._runtime_ready.set()
                 return True
             if self.shutdown.requested.is_set():

@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from opentelemetry.trace import Status, StatusCode
 
+from easel import metrics
 from easel.contract import Task
 from easel.errors import FieldError
 from queue_agent.errors import PermanentError, RetryableError, TaskCanceled
@@ -124,7 +125,7 @@ class Settler:
                     task = self._state.fail(job.message.tenant, job.message.id, code, decision.reason)
                     if task is not None:
                         self._notifier.publish_once(task)
-                        self.log_done(task)
+                        self.log_done(task, job)
                     # The message itself still goes to the DLQ (next receive), where the alarm sees it.
                 self._heartbeat.release(received)
                 self._stats.count("left")
@@ -215,11 +216,18 @@ class Settler:
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def done(self, job: Job, task: Task, *, skipped: bool = False) -> None:
         if not skipped:
-            self.log_done(task)
+            self.log_done(task, job)
         self._stats.outcome("skipped" if skipped else str(task.status))
         self.end_span(job, str(task.status), task.error.message if task.error else None)
 
-    def log_done(self, task: Task) -> None:
+    def log_done(self, task: Task, job: Job | None = None) -> None:
+        values: dict[str, float | None] = dict(task.metrics.model_dump())
+        values[metrics.IMAGES] = len(task.output.images) if task.output else 0
+        if job is not None and job.predict_seconds is not None:
+            # The runtime ran this task: did it have to switch models first (a model cache miss)?
+            switched = job.switch_seconds > 0
+            values[metrics.MODEL_SWITCHES] = 1 if switched else 0
+            values[metrics.MODEL_SWITCH_SECONDS] = round(job.switch_seconds, 6) if switched else None
         log.info(
             "task done",
             extra=task_done_record(
@@ -227,7 +235,7 @@ class Settler:
                 tenant=task.tenant,
                 runtime=self._runtime,
                 status=str(task.status),
-                metrics=task.metrics.model_dump(),
+                metrics=values,
                 code=task.error.code if task.error else None,
                 emf=self._emf,
             ),

@@ -22,6 +22,8 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
+from easel import metrics as names
+
 _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -54,9 +56,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-_METRIC_NAMES = ("queue_seconds", "predict_seconds", "gpu_seconds")
-
-
 def task_done_record(
     *,
     task_id: str,
@@ -66,9 +65,13 @@ def task_done_record(
     metrics: dict[str, float | None],
     code: str | None = None,
     emf: bool = True,
-    namespace: str = "Easel",
+    namespace: str = names.NAMESPACE,
 ) -> dict[str, Any]:
-    """The ``extra`` of the per-task log line (EMF document when ``emf``)."""
+    """The ``extra`` of the per-task log line (EMF document when ``emf``).
+
+    ``metrics``: the task's seconds (:data:`easel.metrics.TASK_SECONDS`) and counts
+    (:data:`easel.metrics.TASK_COUNTS`); a ``None`` or missing value is logged but not a datapoint.
+    """
     record: dict[str, Any] = {
         "event": "task_done",
         "task_id": task_id,
@@ -76,20 +79,45 @@ def task_done_record(
         "runtime": runtime,
         "status": status,
         "error_code": code,
-        "tasks": 1,
+        names.TASKS: 1,
     }
-    for name in _METRIC_NAMES:
+    for name in (names.QUEUE_SECONDS, names.PREDICT_SECONDS, names.GPU_SECONDS):
         record[name] = metrics.get(name)
+    for name in (names.MODEL_SWITCH_SECONDS, names.MODEL_SWITCHES, names.IMAGES):
+        if name in metrics:
+            record[name] = metrics[name]
     if emf:
-        present = [n for n in _METRIC_NAMES if isinstance(metrics.get(n), int | float)]
+        present = [n for n in names.TASK_SECONDS if isinstance(metrics.get(n), int | float)]
+        counts = [n for n in (names.MODEL_SWITCHES, names.IMAGES) if isinstance(metrics.get(n), int | float)]
         record["_aws"] = {
             "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
                 {
                     "Namespace": namespace,
-                    "Dimensions": [["runtime", "status"], ["runtime", "tenant"]],
-                    "Metrics": [{"Name": "tasks", "Unit": "Count"}]
+                    "Dimensions": [list(d) for d in names.TASK_DIMENSIONS],
+                    "Metrics": [{"Name": n, "Unit": "Count"} for n in (names.TASKS, *counts)]
                     + [{"Name": n, "Unit": "Seconds"} for n in present],
+                }
+            ],
+        }
+    return record
+
+
+def cold_start_record(*, runtime: str, seconds: float, emf: bool = True) -> dict[str, Any]:
+    """The ``extra`` of the agent's one ``runtime ready`` line per pod: process start to a ready runtime."""
+    record: dict[str, Any] = {
+        "event": "runtime_ready",
+        "runtime": runtime,
+        names.COLD_START_SECONDS: round(seconds, 3),
+    }
+    if emf:
+        record["_aws"] = {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": names.NAMESPACE,
+                    "Dimensions": [["runtime"]],
+                    "Metrics": [{"Name": names.COLD_START_SECONDS, "Unit": "Seconds"}],
                 }
             ],
         }

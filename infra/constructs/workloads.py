@@ -158,6 +158,13 @@ def runtime_values(
             for kind, image in images.items()
         },
         "aws": {"region": refs.region},
+        # Spans of the agent and runtime go to the node's ADOT collector (infra/constructs/observability.py).
+        "telemetry": {
+            "enabled": config.monitoring.telemetry.enabled,
+            "otlpEndpoint": "",
+            "samplingRatio": config.monitoring.telemetry.trace_sampling_ratio,
+            "resourceAttributes": {"deployment.environment": names.prefix},
+        },
         "queues": {"high": {"url": refs.high_queue_url}, "normal": {"url": refs.normal_queue_url}},
         "tasks": {
             "tableName": refs.table_name,

@@ -29,6 +29,7 @@ from infra.constructs.grants import (
     grant_publish,
 )
 from infra.constructs.network import Network, deploy_time_availability_zones
+from infra.constructs.observability import Observability
 from infra.constructs.workloads import GUARD_METRIC, GUARD_METRIC_NAMESPACE, Workloads
 from infra.stacks.core import CoreStack, export_name
 
@@ -73,6 +74,16 @@ class ComputeStack(cdk.Stack):
             subnets=self.network.private_subnets,
             admin_principal_arn=admin_principal_arn,
         )
+        self.observability: Observability | None = None
+        if config.monitoring.telemetry.enabled:
+            self.observability = Observability(
+                self,
+                "Observability",
+                names=names,
+                config=config.monitoring.telemetry,
+                cluster=self.cluster.handle,
+                depends_on=[self.cluster.system_nodegroup, self.cluster.pod_identity_agent],
+            )
         self.workloads = Workloads(
             self,
             "Workloads",

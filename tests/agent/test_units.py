@@ -310,6 +310,48 @@ def test_task_done_record_is_an_emf_document() -> None:
     assert all(m["Name"] in doc for m in cw["Metrics"])
 
 
+def test_task_done_record_carries_switches_images_and_a_runtime_dimension() -> None:
+    """The dashboard's model-switch, cache-hit and images-per-second widgets read these metrics by runtime."""
+    from queue_agent.telemetry import cold_start_record
+
+    rec = task_done_record(
+        task_id="t",
+        tenant="acme",
+        runtime="sd15",
+        status="succeeded",
+        metrics={
+            "queue_seconds": 0.5,
+            "predict_seconds": 2.0,
+            "gpu_seconds": 3.0,
+            "model_switch_seconds": 1.0,
+            "model_switches": 1,
+            "images": 2,
+        },
+    )
+    cw = rec["_aws"]["CloudWatchMetrics"][0]
+    units = {m["Name"]: m["Unit"] for m in cw["Metrics"]}
+    assert units == {
+        "tasks": "Count",
+        "model_switches": "Count",
+        "images": "Count",
+        "queue_seconds": "Seconds",
+        "predict_seconds": "Seconds",
+        "gpu_seconds": "Seconds",
+        "model_switch_seconds": "Seconds",
+    }
+    assert ["runtime"] in cw["Dimensions"] and ["runtime", "tenant"] in cw["Dimensions"]
+    assert rec["model_switches"] == 1 and rec["images"] == 2
+    # A task that never reached the runtime: no switch datapoint at all (not a false cache hit).
+    skipped = task_done_record(
+        task_id="t", tenant="acme", runtime="sd15", status="canceled", metrics={"images": 0}
+    )
+    names = [m["Name"] for m in skipped["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert "model_switches" not in names and "model_switch_seconds" not in names
+    cold = cold_start_record(runtime="sd15", seconds=42.12345)
+    assert cold["cold_start_seconds"] == 42.123
+    assert cold["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["runtime"]]
+
+
 def test_control_endpoints_answer_only_loopback_and_the_node() -> None:
     """/drain and /stats refuse any peer but 127.0.0.1/::1 and the configured node address; probes stay open.
 

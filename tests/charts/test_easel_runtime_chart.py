@@ -31,6 +31,8 @@ from tests.charts.chart_helpers import (
     by_kind,
     effective_values,
     one,
+    parse_docs,
+    release_name,
     run_helm,
     template_args,
     values_file,
@@ -711,3 +713,64 @@ def test_values_file_sets_are_distinct() -> None:
     assert {v["scaling"]["minReplicas"] for v in sets.values()} >= {0, 1}
     for name, v in sets.items():
         assert v != default, name
+
+
+# -- telemetry ---------------------------------------------------------------------------------------------
+
+
+def test_telemetry_is_off_by_default_and_passes_otlp_and_resource_attributes_when_on(helm: str) -> None:
+    """Off: no OpenTelemetry variable. On: both containers export OTLP/HTTP to the collector on their node
+    (or the endpoint given), sample by ratio under a sampled parent, and carry the release, runtime,
+    namespace, pod and node as resource attributes (plus the extra ones)."""
+    off = parse_docs(run_helm(helm, *template_args("default")).stdout)
+    for name in ("runtime", "queue-agent"):
+        assert not [k for k in env_of(container(off, name)) if k.startswith("OTEL_") or k == "EASEL_TRACES"]
+    proc = run_helm(
+        helm,
+        *template_args(
+            "default",
+            "--set",
+            "telemetry.enabled=true",
+            # --set parses floats as strings; the schema wants a number.
+            "--set-json",
+            "telemetry.samplingRatio=0.25",
+            "--set",
+            "telemetry.resourceAttributes.deployment\\.environment=prod",
+        ),
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = parse_docs(proc.stdout)
+    release = release_name("default")
+    for name, service in (("runtime", "easel-runtime"), ("queue-agent", "easel-agent")):
+        c = container(docs, name)
+        env = env_of(c)
+        names = [e["name"] for e in c["env"]]
+        assert env["EASEL_TRACES"] == "otlp"
+        assert env["OTEL_SERVICE_NAME"] == service
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        # $(EASEL_NODE_IP) expands only if defined earlier in the same container.
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://$(EASEL_NODE_IP):4318"
+        assert names.index("EASEL_NODE_IP") < names.index("OTEL_EXPORTER_OTLP_ENDPOINT")
+        assert json.loads(env["EASEL_NODE_IP"]) == {"fieldRef": {"fieldPath": "status.hostIP"}}
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+        attrs = dict(pair.split("=", 1) for pair in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+        assert attrs == {
+            "deployment.environment": "prod",
+            "easel.runtime": "sd15",
+            "k8s.namespace.name": NAMESPACE,
+            "k8s.node.name": "$(EASEL_NODE_NAME)",
+            "k8s.pod.name": "$(EASEL_POD_NAME)",
+            "service.namespace": release,
+        }
+        assert names.index("EASEL_POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+    other = run_helm(
+        helm,
+        *template_args(
+            "default", "--set", "telemetry.enabled=true,telemetry.otlpEndpoint=http://collector.obs:4318"
+        ),
+    )
+    env = env_of(container(parse_docs(other.stdout), "queue-agent"))
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs:4318"
+    bad = run_helm(helm, *template_args("default", "--set-json", "telemetry.samplingRatio=2"))
+    assert bad.returncode != 0 and "samplingRatio" in bad.stderr

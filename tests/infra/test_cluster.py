@@ -111,7 +111,12 @@ def test_pod_identity_agent_and_associations(synth: Synth) -> None:
         for p in synth.resources(synth.compute, "AWS::EKS::PodIdentityAssociation").values()
     }
     namespace = synth.config.cluster.namespace
-    expected = {("kube-system", "karpenter"), ("keda", "keda-operator")} | {
+    # The ADOT collector (infra/constructs/observability.py) writes traces and GPU metrics.
+    expected = {
+        ("kube-system", "karpenter"),
+        ("keda", "keda-operator"),
+        ("observability", "adot-collector"),
+    } | {
         pair
         for r in synth.config.runtimes
         # The workload, and the release's cost guard (its ops service account).

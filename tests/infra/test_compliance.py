@@ -24,6 +24,7 @@ ACKNOWLEDGING_MODULES = [
     "infra.constructs.cluster",
     "infra.constructs.functions",
     "infra.constructs.messaging",
+    "infra.constructs.observability",
     "infra.constructs.storage",
     "infra.constructs.webhooks",
     "infra.stacks.core",

@@ -28,12 +28,20 @@ def _alarms(synth: Synth) -> dict[str, dict[str, object]]:
 
 def test_alarm_set(synth: Synth) -> None:
     prefix = synth.names.prefix
-    expected = {f"{prefix}-unroutable", f"{prefix}-api-5xx", f"{prefix}-webhooks-dlq"} | {
-        f"{prefix}-{r.name}-{lane}-{kind}"
-        for r in synth.config.runtimes
-        for lane in LANES
-        for kind in ("dlq", "oldest")
-    }
+    expected = (
+        {f"{prefix}-unroutable", f"{prefix}-api-5xx", f"{prefix}-webhooks-dlq"}
+        | {
+            f"{prefix}-{r.name}-{lane}-{kind}"
+            for r in synth.config.runtimes
+            for lane in LANES
+            for kind in ("dlq", "oldest")
+        }
+        | {
+            f"{prefix}-{r.name}-{kind}"
+            for r in synth.config.runtimes
+            for kind in ("failure-ratio", "cold-start", "gpu-idle-backlog")
+        }
+    )
     assert set(_alarms(synth)) == expected
 
 
@@ -49,6 +57,26 @@ def test_thresholds(synth: Synth) -> None:
             assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
             assert alarm["Threshold"] == synth.config.monitoring.oldest_message_alarm_seconds
     assert alarms[f"{prefix}-api-5xx"]["MetricName"] == "5XXError"
+    monitoring = synth.config.monitoring
+    for runtime in synth.config.runtimes:
+        cold = alarms[f"{prefix}-{runtime.name}-cold-start"]
+        assert cold["MetricName"] == "cold_start_seconds"
+        assert cold["Namespace"] == "Easel"
+        assert cold["Threshold"] == monitoring.cold_start_alarm_seconds
+        ratio = alarms[f"{prefix}-{runtime.name}-failure-ratio"]
+        assert ratio["Threshold"] == monitoring.failure_ratio_alarm
+        assert ratio["EvaluationPeriods"] == 3
+        expression = next(q["Expression"] for q in ratio["Metrics"] if "Expression" in q)
+        assert expression == "FILL(f, 0) / (FILL(s, 0) + FILL(f, 0) + FILL(c, 0))"
+        stats = {
+            q["MetricStat"]["Metric"]["Dimensions"][1]["Value"] for q in ratio["Metrics"] if "MetricStat" in q
+        }
+        assert stats == {"succeeded", "failed", "canceled"}
+        idle = alarms[f"{prefix}-{runtime.name}-gpu-idle-backlog"]
+        expression = next(q["Expression"] for q in idle["Metrics"] if "Expression" in q)
+        assert f"gpu < {monitoring.gpu_idle_percent:g}" in expression and "> 0 AND" in expression
+        metric_names = {q["MetricStat"]["Metric"]["MetricName"] for q in idle["Metrics"] if "MetricStat" in q}
+        assert metric_names == {"ApproximateNumberOfMessagesVisible", "DCGM_FI_DEV_GPU_UTIL"}
 
 
 def test_alarms_notify_the_encrypted_alarms_topic(synth: Synth) -> None:
@@ -82,8 +110,30 @@ def test_dashboard_covers_lanes_dead_letters_outcomes_and_api(example_synth: Syn
         "4XXError",
         "Latency",
         "Easel",
+        # per runtime: latency, model switches, throughput, cold starts, GPU and cost widgets
+        "queue_seconds",
+        "predict_seconds",
+        "model_switch_seconds",
+        "model_switches",
+        "images",
+        "cold_start_seconds",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "gpu_seconds",
+        "tenant",
     ):
         assert metric in body, metric
+    for runtime in example_synth.config.runtimes:
+        for title in (
+            "queue wait (s)",
+            "generation (s)",
+            "model switches (s) and cache hit ratio (%)",
+            "images per second and cold starts (s)",
+            "GPU utilisation per pod (%)",
+            "GPU memory used per pod (MiB)",
+            "GPU-seconds per tenant",
+        ):
+            assert f"{runtime.name}: {title}" in body, title
     # Every queue (lanes, DLQs, unroutable) is graphed; queue names appear as Fn::GetAtt of the queues.
     for queue_id in example_synth.resources(example_synth.core, "AWS::SQS::Queue"):
         assert f'["{queue_id}", "QueueName"]' in body, queue_id

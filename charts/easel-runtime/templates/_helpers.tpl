@@ -110,6 +110,51 @@ easel-runtime.modelsJson: `EASEL_MODELS`, the JSON object model name -> store pa
 {{- end -}}
 
 {{/*
+easel-runtime.telemetryEnv: the OpenTelemetry environment of one container (`list $ "<service name>"`), when
+`telemetry.enabled`: OTLP/HTTP to the collector on the pod's node (the CDK app's ADOT DaemonSet listens on
+the node's port 4318) unless `telemetry.otlpEndpoint` names another, parent-based ratio sampling, and the
+resource attributes X-Ray and the dashboard group by (release, runtime, namespace, pod, node).
+*/}}
+{{- define "easel-runtime.telemetryEnv" -}}
+{{- $ := index . 0 -}}
+{{- $service := index . 1 -}}
+{{- if $.Values.telemetry.enabled }}
+- name: EASEL_TRACES
+  value: otlp
+- name: EASEL_NODE_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+- name: EASEL_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: EASEL_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: OTEL_SERVICE_NAME
+  value: {{ $service | quote }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ default "http://$(EASEL_NODE_IP):4318" $.Values.telemetry.otlpEndpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $.Values.telemetry.samplingRatio | toString | quote }}
+{{- $attrs := dict "service.namespace" (include "easel-runtime.fullname" $) "easel.runtime" $.Values.runtime.name "k8s.namespace.name" $.Release.Namespace "k8s.pod.name" "$(EASEL_POD_NAME)" "k8s.node.name" "$(EASEL_NODE_NAME)" }}
+{{- $attrs = merge (deepCopy (default dict $.Values.telemetry.resourceAttributes)) $attrs }}
+{{- $pairs := list }}
+{{- range $key := keys $attrs | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (get $attrs $key)) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
 easel-runtime.runtimeCommand: the runtime container's command as a YAML list, or nothing when the image's
 entrypoint runs (`sdwebui`/`comfyui` without `runtime.command`; `easel-runtime.stockArgs` are the `args`).
 Default for `kind: diffusers`: `python -m runtime_image.server` on all interfaces (kubelet probes reach the pod IP; the

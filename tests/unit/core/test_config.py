@@ -65,6 +65,18 @@ def test_shipped_configs_load() -> None:
             "runtimes.0.batching.enabled",
             "batching needs kind: diffusers",
         ),
+        (
+            lambda c: c.setdefault("monitoring", {}).update(
+                telemetry={"collector_image": "public.ecr.aws/aws-observability/aws-otel-collector:latest"}
+            ),
+            "monitoring.telemetry.collector_image",
+            "latest",
+        ),
+        (
+            lambda c: c.setdefault("monitoring", {}).update(telemetry={"trace_sampling_ratio": 1.5}),
+            "monitoring.telemetry.trace_sampling_ratio",
+            "less than or equal to 1",
+        ),
         (lambda c: c["tenants"].append({"id": "acme"}), "tenants.2", "duplicate"),
         (lambda c: c.update(tenants=[]), "tenants", "at least 1"),
     ],
