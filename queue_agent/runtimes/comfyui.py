@@ -42,7 +42,7 @@ import httpx
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from easel.contract import GenerationInput, PipelineInput, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 from queue_agent.errors import (
     ModelMissing,
     NodeFailed,
@@ -102,10 +102,20 @@ class ComfyUiRuntime:
         return False
 
     def generation_request(
-        self, data: GenerationInput, *, init_images: list[bytes], lora_names: dict[str, str]
+        self,
+        data: GenerationInput,
+        *,
+        init_images: list[bytes],
+        lora_names: dict[str, str],
+        mask: bytes | None = None,
+        control_images: list[bytes] | None = None,
     ) -> RuntimeRequest:
-        del data, init_images, lora_names
+        del data, init_images, lora_names, mask, control_images
         raise Unsupported("a comfyui runtime runs pipeline tasks (ComfyUI workflows), not SD WebUI requests")
+
+    def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest:
+        del data, image
+        raise Unsupported("upscale tasks need the Easel runtime or a stock SD WebUI (extras), not ComfyUI")
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
         del data, images, model
