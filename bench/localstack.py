@@ -85,7 +85,9 @@ class LocalStack:
         httpx.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self.resources = provision(self.config, self.names, self.session)
 
-    def enqueue(self, count: int, *, batch_id: str, width: int = 64, height: int = 64) -> list[Task]:
+    def enqueue(
+        self, count: int, *, batch_id: str, width: int = 64, height: int = 64, steps: int = 1
+    ) -> list[Task]:
         """Write ``count`` text-to-image tasks and publish them like the API's submit does."""
         store = TaskStore(self.session.client("dynamodb"), self.resources.table)
         sns = self.session.client("sns")
@@ -98,7 +100,7 @@ class LocalStack:
                     "model": MODEL,
                     "input": {
                         "prompt": f"bench {i}",
-                        "steps": 1,
+                        "steps": steps,
                         "width": width,
                         "height": height,
                         "seed": i,

@@ -34,11 +34,37 @@ def agent(
         "--runtime-nice",
         help="scheduling priority of the synthetic runtime's thread (diagnostic; <0 needs root)",
     ),
+    batching: bool = typer.Option(
+        False,
+        "--batching",
+        help="instead: cross-task batching off vs on, on the real runtime with the tiny model "
+        "(backlog tasks/s and lone-task latency; --tasks sets the backlog)",
+    ),
+    max_images: int = typer.Option(4, "--max-images", min=2, max=16, help="--batching: images per batch"),
+    steps: int = typer.Option(10, "--steps", min=1, max=100, help="--batching: steps per task"),
+    rounds: int = typer.Option(2, "--rounds", min=1, max=10, help="--batching: off/on rounds (alternating)"),
+    lone: int = typer.Option(5, "--lone", min=1, max=50, help="--batching: lone tasks timed per run"),
+    models_dir: Path = typer.Option(
+        Path(".easel/bench-models"), "--models-dir", help="--batching: where the tiny model is generated"
+    ),
     json_path: Path | None = JSON_OPT,
 ) -> None:
-    """Easel's queue agent vs a serial stable-diffusion-on-eks-style agent, on a synthetic runtime."""
-    from bench import agent as bench
+    """Easel's queue agent vs a serial stable-diffusion-on-eks-style agent, on a synthetic runtime; with
+    --batching, cross-task batching off vs on with the real runtime."""
     from bench.report import emit
+
+    if batching:
+        from bench import agent_batching
+
+        result = agent_batching.bench_batching(
+            tasks=tasks, max_images=max_images, steps=steps, rounds=rounds, lone=lone,
+            models_dir=models_dir, workdir=workdir,
+        )  # fmt: skip
+        emit(agent_batching.tables(result), result.to_json(), json_path, console)
+        if any(r.error for r in result.runs):
+            raise typer.Exit(1)
+        return
+    from bench import agent as bench
 
     agents = bench.AGENTS if only is None else (only,)
     if only is not None and only not in bench.ALL_AGENTS:

@@ -34,6 +34,23 @@ def test_bench_agent_smoke(tmp_path: Path) -> None:
     assert doc["machine"]["cores"] >= 1
 
 
+def test_bench_agent_batching_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "batching.json"
+    _run(
+        ["bench", "agent", "--batching", "--tasks", "4", "--rounds", "1", "--lone", "1", "--steps", "2",
+         "--models-dir", str(tmp_path / "m"), "--json", str(out)]
+    )  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert [r["mode"] for r in doc["runs"]] == ["off", "on"]
+    assert [r["max_images"] for r in doc["runs"]] == [1, 4]
+    for run in doc["runs"]:
+        assert run["error"] is None
+        assert run["completed"] == 4
+        assert run["statuses"] == {"succeeded": 5}  # the backlog and the lone task
+        assert len(run["lone_latencies_ms"]) == 1
+    assert doc["throughput_ratio"] > 0
+
+
 def test_bench_api_smoke(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
     _run(["bench", "api", "--runs", "1", "--requests", "3", "--json", str(out)])
