@@ -7,6 +7,7 @@ here as in the Helm chart's two containers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -14,10 +15,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from easel.config import EaselConfig
+from easel.config import EaselConfig, RuntimeSpec
 from easel.contract.tasks import Lane
 from infra.local.provision import Resources
 from infra.local.supervisor import ChildSpec
+
+log = logging.getLogger(__name__)
 
 # moto accepts any credentials; these only have to exist so botocore signs.
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -29,9 +32,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def local_runtimes(config: EaselConfig) -> list[RuntimeSpec]:
+    """The runtimes local mode runs: the Easel runtime stands in for a stock SD WebUI (a drop-in SD WebUI API,
+    driven by the sdwebui adapter), but nothing here runs ComfyUI: comfyui pools are left out (logged)."""
+    skipped = [r.name for r in config.runtimes if r.kind == "comfyui"]
+    if skipped:
+        log.warning("local mode runs no ComfyUI; pipeline tasks of %s stay queued", ", ".join(skipped))
+    return [r for r in config.runtimes if r.kind != "comfyui"]
+
+
 def missing_models(config: EaselConfig, models_dir: Path) -> list[Path]:
-    """Store paths of configured models that are not in ``models_dir``."""
-    return [models_dir / m.store_path for m in config.models if not (models_dir / m.store_path).exists()]
+    """Store paths of the local runtimes' models that are not in ``models_dir``."""
+    served = {r.name for r in config.runtimes if r.kind != "comfyui"}
+    return [
+        models_dir / m.store_path
+        for m in config.models
+        if m.runtime in served and not (models_dir / m.store_path).exists()
+    ]
 
 
 def ensure_models(
@@ -65,8 +82,9 @@ def worker_specs(
     port: Callable[[], int] = free_port,
 ) -> list[ChildSpec]:
     specs: list[ChildSpec] = []
-    cpu_threads = max(1, ((os.cpu_count() or 2) - 1) // max(1, len(config.runtimes)))
-    for runtime in config.runtimes:
+    runtimes = local_runtimes(config)
+    cpu_threads = max(1, ((os.cpu_count() or 2) - 1) // max(1, len(runtimes)))
+    for runtime in runtimes:
         models = config.models_of(runtime.name)
         runtime_port, agent_port = port(), port()
         argv = [
@@ -89,6 +107,7 @@ def worker_specs(
             **DUMMY_AWS,
             "AWS_ENDPOINT_URL": moto_endpoint,
             "EASEL_RUNTIME": runtime.name,
+            "EASEL_RUNTIME_KIND": runtime.kind,
             "EASEL_HIGH_QUEUE_URL": lanes[str(Lane.HIGH)].queue_url,
             "EASEL_NORMAL_QUEUE_URL": lanes[str(Lane.NORMAL)].queue_url,
             "EASEL_TABLE_NAME": resources.table,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from easel.config import EaselConfig, parse_config
+from easel.config import EaselConfig, load_config, parse_config
 from easel.contract import parse_task_request
 from infra.local import state as state_file
 from infra.local.demo import DemoResult, demo_requests, run_demo, tiny_png
@@ -19,7 +19,8 @@ from infra.local.errors import StateError
 from infra.local.provision import LaneResources, Resources
 from infra.local.stack import generate_credentials, principal_arn, with_local_principals
 from infra.local.state import ChildState, LocalState, TenantCredentials
-from infra.local.workers import ensure_models, worker_specs
+from infra.local.workers import ensure_models, missing_models, worker_specs
+from tests.conftest import ROOT
 
 
 def _resources(config: EaselConfig) -> Resources:
@@ -134,6 +135,18 @@ def test_batching_config_reaches_the_agent(two_runtimes_config: EaselConfig, tmp
     assert env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "6"
     assert env["EASEL_AGENT_BATCH_MAX_WAIT_SECONDS"] == "0.5"
     assert specs["sd15/agent"].env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "1"
+
+
+def test_local_mode_runs_the_kinds_it_can(tmp_path: Path) -> None:
+    config = load_config(ROOT / "tests" / "configs" / "three-kinds.yaml")
+    specs = {s.name: s for s in worker_specs(
+        config, _resources(config), models_dir=tmp_path, moto_endpoint="http://127.0.0.1:5000", python="/py",
+    )}  # fmt: skip
+    # The Easel runtime stands in for the stock SD WebUI (driven by the sdwebui adapter); no ComfyUI locally.
+    assert sorted(specs) == ["sd15/agent", "sd15/runtime", "webui/agent", "webui/runtime"]
+    assert specs["webui/agent"].env["EASEL_RUNTIME_KIND"] == "sdwebui"
+    assert specs["sd15/agent"].env["EASEL_RUNTIME_KIND"] == "diffusers"
+    assert [p.name for p in missing_models(config, tmp_path)] == ["sd15", "v1-5-pruned-emaonly.safetensors"]
 
 
 def test_ensure_models_makes_only_the_missing(two_runtimes_config: EaselConfig, tmp_path: Path) -> None:
