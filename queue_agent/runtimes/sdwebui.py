@@ -24,6 +24,7 @@ Its error answers (``{"error": <exception class>, "detail", "body", "errors"}``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -126,10 +127,10 @@ class SdWebUiRuntime(WebUiRuntime):
         request = super().generation_request(
             data, init_images=init_images, lora_names=lora_names, mask=mask, control_images=control_images
         )
-        return RuntimeRequest(request.kind, request.body, meta={"loras": [lora.name for lora in data.loras]})
+        return dataclasses.replace(request, meta={"loras": [lora.name for lora in data.loras]})
 
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
-        del data, images, model  # the seam\'s signature; a stock WebUI has no training
+        del data, images, model  # the seam's signature; a stock WebUI has no training
         raise Unsupported(
             "train-lora needs the Easel runtime (kind diffusers): a stock SD WebUI cannot train"
         )
@@ -166,7 +167,7 @@ class SdWebUiRuntime(WebUiRuntime):
     def put_private_lora(
         self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
     ) -> dict[str, Any]:
-        del tenant, name, data, source_etag  # the seam\'s signature
+        del tenant, name, data, source_etag  # the seam's signature
         raise Unsupported("a stock SD WebUI cannot take private LoRAs; use the Easel runtime (diffusers)")
 
     @property
