@@ -17,7 +17,7 @@ PIP_FIND := $(if $(WHEELS),--find-links $(WHEELS),)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup tools demo test fuzz lint imports typecheck unit integration infra-test chart-test dockerlint synth schema bench clean
+.PHONY: setup tools demo test fuzz lint imports typecheck unit integration e2e infra-test chart-test dockerlint synth schema bench clean
 
 setup: $(STAMP) $(HELM)
 
@@ -64,6 +64,18 @@ synth: setup
 # The whole suite, slow tests included (CI runs exactly this).
 test: setup lint imports typecheck dockerlint
 	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
+# One kind of test at a time (tests/conftest.py gives each test its kind marker).
+unit: setup
+	$(BIN)/pytest -q -p no:cacheprovider -m unit
+integration: setup
+	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m "integration and not e2e"
+e2e: setup
+	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m e2e
+infra-test: setup
+	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m infra
+chart-test: setup
+	PATH="$(abspath $(TOOLS)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m charts
 
 # The API fuzz suite's long profile (over 20,000 generated requests; `make test` runs the short one).
 fuzz: setup

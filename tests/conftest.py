@@ -67,3 +67,33 @@ def provisioned(
     """The two-runtime config provisioned in a freshly reset moto."""
     names = Names.of(two_runtimes_config, region="us-west-2")
     return two_runtimes_config, names, provision(two_runtimes_config, names, aws_session)
+
+
+# -- kinds -------------------------------------------------------------------------------------------------
+# Every test carries one kind marker (``-m unit``, ``-m integration``, ``-m e2e``, ``-m infra``, ``-m charts``;
+# ``slow`` is orthogonal). A module marks itself with ``pytestmark``; an unmarked one takes its folder's kind.
+KINDS = ("unit", "integration", "e2e", "infra", "charts")
+_FOLDER_KIND = {
+    "e2e": "e2e",
+    "infra": "infra",
+    "charts": "charts",
+    # Real diffusers behind a real HTTP server on loopback, or the benchmarks' local processes.
+    "runtime": "integration",
+    "bench": "integration",
+    "fuzz": "integration",
+    "integration": "integration",
+}
+
+
+def kind_of(item: pytest.Item) -> str:
+    parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+    folder = _FOLDER_KIND.get(parts[0], "unit") if len(parts) > 1 else "unit"
+    if folder == "e2e":
+        return folder  # e2e modules also say `integration` (they talk to moto); their kind is e2e
+    marked = [k for k in KINDS if item.get_closest_marker(k) is not None]
+    return marked[0] if marked else folder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(getattr(pytest.mark, kind_of(item)))
