@@ -1,9 +1,9 @@
 """The local stack: moto server + provisioned resources + signed gateway + (optionally) worker processes.
 
 ``easel local up`` and ``easel local demo`` run this; integration tests start it with ``workers=False``.
-The API handler runs in this process, so :meth:`LocalStack.start` sets the handler's environment
-(``EASEL_*``, ``AWS_ENDPOINT_URL`` = moto, dummy credentials, ``POWERTOOLS_TRACE_DISABLED=1``) in
-``os.environ`` and :meth:`stop` restores it.
+The API handler runs in this process: :meth:`LocalStack.start` hands it its settings object and a boto3
+session bound to moto (``lambdas.api.deps.build_deps``), and :meth:`stop` takes them back. The process
+environment is neither read for nor written by the stack (worker processes get theirs explicitly).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import secrets
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easel.config import EaselConfig, load_config, parse_config
 from easel.naming import Names
@@ -32,6 +32,9 @@ from infra.local.provision import Resources, provision
 from infra.local.sigv4 import LocalCredential
 from infra.local.state import ChildState, LocalState, TenantCredentials
 from infra.local.supervisor import ChildStatus, Supervisor
+
+if TYPE_CHECKING:
+    from lambdas.api.deps import ApiSettings
 from infra.local.workers import (
     DUMMY_AWS,
     ensure_models,
@@ -54,7 +57,6 @@ class StackOptions:
     workers: bool = True
     python: str = sys.executable
     grace_seconds: float = 10.0
-    extra_env: dict[str, str] = field(default_factory=dict)
     # Loopback origins ("http://127.0.0.1:PORT") the local webhooks worker may call despite the SSRF guard
     # (DeliveryPolicy.test_insecure_origins); empty = the deployed policy (https, public addresses only).
     webhook_allow_origins: tuple[str, ...] = ()
@@ -119,7 +121,6 @@ class LocalStack:
         self._moto: Any = None
         self._gateway: GatewayServer | None = None
         self._supervisor: Supervisor | None = None
-        self._saved_env: dict[str, str | None] = {}
         self.credentials: dict[str, LocalCredential] = {}
         self.resources: Resources | None = None
         self.moto_endpoint = ""
@@ -170,7 +171,7 @@ class LocalStack:
                 json.dumps(with_local_principals(self.config, self.credentials), indent=2)
             )
             self.resources = self.provision()
-            self._apply_env()
+            self._install_handler()
             from lambdas.api.app import handler
 
             throttle = self.config.api.throttle
@@ -205,7 +206,7 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
         self._clients = {}
-        self._restore_env()
+        self._uninstall_handler()
         if self._wrote_state:
             state_file.remove(self.options.state_path)
             self._wrote_state = False
@@ -254,51 +255,38 @@ class LocalStack:
         httpx.post(f"{self.moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
         self.resources = self.provision()
 
-    def handler_env(self) -> dict[str, str]:
+    def handler_settings(self) -> ApiSettings:
+        """The API handler's settings here: the emulator's names, this stack's config, its cursor key and the
+        loopback origins webhooks may use (as the webhooks worker delivers over http)."""
+        from lambdas.api.deps import ApiSettings
+
         assert self.resources is not None
-        return {
-            "EASEL_TABLE_NAME": self.resources.table,
-            "EASEL_TASKS_TOPIC_ARN": self.resources.tasks_topic_arn,
-            "EASEL_OUTPUTS_BUCKET": self.resources.outputs_bucket,
-            "EASEL_CONFIG_FILE": str(self.config_file),
-            "EASEL_CURSOR_KEY": self.cursor_key,
-            "AWS_ENDPOINT_URL": self.moto_endpoint,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            **DUMMY_AWS,
-            "POWERTOOLS_TRACE_DISABLED": "1",
-            "POWERTOOLS_SERVICE_NAME": "easel-api",
-            "POWERTOOLS_METRICS_NAMESPACE": "Easel",
-            # EMF lines are for CloudWatch; locally they would only clutter the terminal.
-            "POWERTOOLS_METRICS_DISABLED": "1",
-            # The API accepts http webhooks to these loopback origins only (as the webhooks worker delivers).
-            "EASEL_WEBHOOK_TEST_INSECURE_ORIGINS": ",".join(self.webhook_allow_origins),
-            **self.options.extra_env,
-        }
+        return ApiSettings(
+            table_name=self.resources.table,
+            tasks_topic_arn=self.resources.tasks_topic_arn,
+            outputs_bucket=self.resources.outputs_bucket,
+            config_file=self.config_file,
+            cursor_key=self.cursor_key,
+            webhook_test_insecure_origins=",".join(self.webhook_allow_origins),
+        )
 
-    def _apply_env(self) -> None:
-        from lambdas.api.deps import set_deps
+    def _install_handler(self) -> None:
+        """Give the in-process API handler its dependencies directly: settings and a session bound to the
+        emulator (nothing is read from, or written to, this process's environment)."""
+        from lambdas.api.deps import build_deps, set_deps
+        from lambdas.api.telemetry import emit_metrics
 
-        env = self.handler_env()
-        for name in [*env, "AWS_PROFILE", "AWS_SESSION_TOKEN"]:
-            self._saved_env.setdefault(name, os.environ.get(name))
-        os.environ.pop("AWS_PROFILE", None)  # a profile would override the dummy keys
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.update(env)
-        set_deps(None)  # the handler rebuilds its clients from this environment on the next request
+        emit_metrics(False)  # EMF lines are for CloudWatch; locally they would only clutter the terminal
+        set_deps(build_deps(self.handler_settings(), session=self.session()))
 
-    def _restore_env(self) -> None:
-        if not self._saved_env:
+    def _uninstall_handler(self) -> None:
+        if self.resources is None:
             return
         from lambdas.api.deps import set_deps
+        from lambdas.api.telemetry import emit_metrics
 
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env = {}
         set_deps(None)
+        emit_metrics(True)
 
     def _start_workers(self) -> None:
         assert self.resources is not None

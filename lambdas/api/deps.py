@@ -144,24 +144,30 @@ def cursor_key(settings: ApiSettings, secrets_client: Any) -> bytes:
     raise RuntimeError("set EASEL_CURSOR_KEY_SECRET_ARN (or EASEL_CURSOR_KEY in local mode)")
 
 
-def build_deps(settings: ApiSettings | None = None) -> Deps:
+class ClientFactory(Protocol):
+    def client(self, service: str) -> Any: ...
+
+
+def build_deps(settings: ApiSettings | None = None, *, session: ClientFactory | None = None) -> Deps:
+    """The handler's dependencies: from the environment in Lambda; from ``settings`` and a ``session``
+    (e.g. one bound to the local emulator) when the local gateway hosts the handler."""
     import boto3  # boto3 import is slow; pay for it on the first invocation only
 
     settings = settings or ApiSettings()  # fields come from the environment
     config = load_config_json(settings.config_file)
-    session = boto3.session.Session()
+    clients: Any = session or boto3.session.Session()
     return Deps(
         settings=settings,
         config=config,
         store=TaskStore(
-            session.client("dynamodb"),
+            clients.client("dynamodb"),
             settings.table_name,
             retention_days=config.api.task_retention_days,
-            cursor_key=cursor_key(settings, session.client("secretsmanager")),
+            cursor_key=cursor_key(settings, clients.client("secretsmanager")),
         ),
-        publisher=SnsPublisher(session.client("sns"), settings.tasks_topic_arn),
-        presigner=S3Presigner(session.client("s3")),
-        inputs=S3Inputs(session.client("s3")),
+        publisher=SnsPublisher(clients.client("sns"), settings.tasks_topic_arn),
+        presigner=S3Presigner(clients.client("s3")),
+        inputs=S3Inputs(clients.client("s3")),
     )
 
 

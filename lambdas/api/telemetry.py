@@ -2,8 +2,8 @@
 
 Metrics are EMF lines in the ``Easel`` namespace (``POWERTOOLS_METRICS_NAMESPACE`` overrides it), one
 ``single_metric`` per event so each carries its own dimensions (a request-wide ``Metrics`` object would
-also warn on every request that adds none). Tracing turns itself off outside Lambda and with
-``POWERTOOLS_TRACE_DISABLED=1`` (local mode).
+also warn on every request that adds none). Tracing turns itself off outside Lambda (local mode) and with
+``POWERTOOLS_TRACE_DISABLED=1``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,19 @@ from easel.contract import Task
 SERVICE = "easel-api"
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
+_emit_metrics = True
+
+
+def emit_metrics(on: bool) -> None:
+    """Turn the EMF lines on or off (the local gateway turns them off: they are for CloudWatch)."""
+    global _emit_metrics
+    _emit_metrics = on
 
 
 def record_submitted(task: Task) -> None:
     """One ``TasksSubmitted`` datapoint per new task, by task type and runtime."""
     # single_metric ignores POWERTOOLS_METRICS_DISABLED (local mode sets it), so honour it here.
-    if is_metrics_disabled():
+    if not _emit_metrics or is_metrics_disabled():
         return
     with single_metric(
         name="TasksSubmitted",
