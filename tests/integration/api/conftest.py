@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from easel.client import EaselClient
-from infra.local.stack import LocalStack, StackOptions
+from infra.local.stack import LocalStack
 from tests.conftest import TWO_RUNTIMES_CONFIG
-from tests.integration.api.helpers import client_for
+from tests.integration.api.helpers import client_for, control_plane
 
 pytestmark = pytest.mark.integration
 
@@ -18,15 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     work: Path = tmp_path_factory.mktemp("local")
-    options = StackOptions(
-        config_path=TWO_RUNTIMES_CONFIG,
-        port=0,
-        state_path=work / "local.json",
-        work_dir=work,
-        models_dir=work / "models",
-        workers=False,
-    )
-    with LocalStack(options) as running:
+    with control_plane(TWO_RUNTIMES_CONFIG, work) as running:
         yield running
 
 

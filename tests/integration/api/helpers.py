@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from easel.client import ApiError, EaselClient
-from infra.local.stack import LocalStack
+from infra.local.stack import LocalStack, StackOptions
 
 
 @dataclass
@@ -116,3 +119,18 @@ def t2i(model: str = "sd15", **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+@contextmanager
+def control_plane(config: Path, work: Path) -> Iterator[LocalStack]:
+    """A local stack for ``config`` without workers (moto, provisioned resources, the signed gateway)."""
+    options = StackOptions(
+        config_path=config,
+        port=0,
+        state_path=work / "local.json",
+        work_dir=work,
+        models_dir=work / "models",
+        workers=False,
+    )
+    with LocalStack(options) as running:
+        yield running

@@ -13,9 +13,9 @@ import pytest
 from botocore.credentials import Credentials
 
 from easel.client import sign_request
-from infra.local.stack import LocalStack, StackOptions
+from infra.local.stack import LocalStack
 from tests.conftest import ROOT
-from tests.integration.api.helpers import drain
+from tests.integration.api.helpers import control_plane, drain
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +25,8 @@ CONFIG = ROOT / "tests" / "configs" / "entitlements.yaml"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     work: Path = tmp_path_factory.mktemp("local-entitlements")
-    options = StackOptions(
-        config_path=CONFIG,
-        port=0,
-        state_path=work / "local.json",
-        work_dir=work,
-        models_dir=work / "models",
-        workers=False,
-    )
-    with LocalStack(options) as running:
+    with control_plane(CONFIG, work) as running:
         yield running
-
-
-@pytest.fixture
-def fresh(stack: LocalStack) -> LocalStack:
-    stack.reset()
-    return stack
 
 
 def _call(stack: LocalStack, tenant: str, method: str, path: str, body: Any = None) -> httpx.Response:

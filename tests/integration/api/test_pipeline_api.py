@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from easel.client import EaselClient
-from infra.local.stack import LocalStack, StackOptions
+from infra.local.stack import LocalStack
 from tests.agent.conformance import workflow
 from tests.conftest import ROOT
-from tests.integration.api.helpers import call, drain, message_counts, t2i, table_items
+from tests.integration.api.helpers import call, control_plane, drain, message_counts, t2i, table_items
 
 THREE_KINDS = ROOT / "tests" / "configs" / "three-kinds.yaml"
 
@@ -22,15 +22,7 @@ THREE_KINDS = ROOT / "tests" / "configs" / "three-kinds.yaml"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     work: Path = tmp_path_factory.mktemp("local-kinds")
-    options = StackOptions(
-        config_path=THREE_KINDS,
-        port=0,
-        state_path=work / "local.json",
-        work_dir=work,
-        models_dir=work / "models",
-        workers=False,
-    )
-    with LocalStack(options) as running:
+    with control_plane(THREE_KINDS, work) as running:
         yield running
 
 
