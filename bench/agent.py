@@ -51,7 +51,11 @@ from bench.synthetic_runtime import SyntheticRuntime
 
 AGENTS = ("easel", "baseline")
 # "floor" (bench.floor_agent): no AWS work between generations, the harness's own cost per task.
-ALL_AGENTS = (*AGENTS, "floor")
+# "easel-traced": Easel's agent with tracing on (EASEL_TRACES=file:, local mode's synchronous JSONL exporter,
+# the costlier of the two exporters: OTLP batches off the task's thread), for the overhead of tracing.
+ALL_AGENTS = (*AGENTS, "floor", "easel-traced")
+# Tracing may cost at most this much runtime busy fraction (issue 15).
+TRACING_BUSY_BUDGET = 0.01
 DEFAULT_HOLDS_MS = (100.0, 250.0, 1500.0)
 DEFAULT_TASKS = 36
 # Targets of issue 7: busy fraction per hold time, and the median per-task overhead.
@@ -118,13 +122,16 @@ def free_port() -> int:
 def agent_command(agent: str, events: Path) -> list[str]:
     module = {
         "easel": "queue_agent",
+        "easel-traced": "queue_agent",
         "baseline": "bench.baseline_agent",
         "floor": "bench.floor_agent",
     }[agent]
     return [sys.executable, "-m", "bench.probe", str(events), module]
 
 
-def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -> dict[str, str]:
+def agent_env(
+    agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0, workdir: Path | None = None
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -134,7 +141,9 @@ def agent_env(agent: str, stack: LocalStack, runtime_url: str, tasks: int = 0) -
     env["PYTHONUNBUFFERED"] = "1"
     env = importable(env)
     res = stack.resources
-    if agent == "easel":
+    if agent == "easel-traced":
+        env["EASEL_TRACES"] = f"file:{(workdir or Path(tempfile.gettempdir())) / 'traces'}"
+    if agent in ("easel", "easel-traced"):
         spec = stack.config.runtime(RUNTIME)
         env.update(
             {
@@ -239,7 +248,7 @@ def run_agent(
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             agent_command(agent, events_path),
-            env=agent_env(agent, stack, runtime.url, tasks),
+            env=agent_env(agent, stack, runtime.url, tasks, workdir),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -401,6 +410,10 @@ def document(runs: list[AgentRun], tasks: int) -> dict[str, Any]:
         if easel and base:
             entry["tasks_per_s_ratio"] = _div(easel["tasks_per_s"], base["tasks_per_s"])
             entry["busy_ratio"] = _div(easel["busy"], base["busy"])
+        traced = entry.get("easel-traced")
+        if easel and traced:
+            entry["tracing_busy_diff"] = easel["busy"] - traced["busy"]
+            entry["tracing_within_budget"] = bool(entry["tracing_busy_diff"] <= TRACING_BUSY_BUDGET)
         if easel:
             target = entry["busy_target"]
             entry["busy_target_met"] = None if target is None else bool(easel["busy"] >= target)
@@ -408,6 +421,7 @@ def document(runs: list[AgentRun], tasks: int) -> dict[str, Any]:
     return {
         "bench": "agent",
         "tasks_per_run": tasks,
+        "tracing_busy_budget": TRACING_BUSY_BUDGET,
         "overhead_target_ms": OVERHEAD_TARGET_MS,
         "results": list(per_hold.values()),
     }
@@ -458,6 +472,13 @@ def tables(runs: list[AgentRun]) -> list[Any]:
                 fmt(run.overhead_mean_ms, 1),
                 f"{run.completed}/{run.tasks}",
             )
+        if "easel" in agents and "easel-traced" in agents:
+            e, t = agents["easel"], agents["easel-traced"]
+            diff = e.busy - t.busy
+            table.add_row(
+                "", "[bold]easel - easel-traced[/bold]",
+                fmt(diff, 3) + " " + verdict(diff <= TRACING_BUSY_BUDGET), "", "", "", "", "", "", "",
+            )  # fmt: skip
         if "easel" in agents and "baseline" in agents:
             e, b = agents["easel"], agents["baseline"]
             table.add_row(

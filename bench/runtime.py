@@ -18,6 +18,9 @@
     plain 128x128 text-to-image of the same steps: what the hires fix costs at the same final size.
 (c) One UNet step at 512x512 (latents 2x4x64x64: the conditional and unconditional halves of one CFG step)
     on the SD 1.5-size UNet, for the record.
+(d) Tracing: the same batch-1 requests with every span recorded (the runtime's own spans and FastAPI's,
+    written to a JSONL file by the local exporter) vs sampled out, rounds alternating; the time ratio is the
+    overhead.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ SD15_A, SD15_B = "sd15-random", "sd15-random-b"
 BATCH_RATIO_TARGET = 1.3
 LOAD_RATIO_TARGET = 1.3
 SWITCH_TARGET_MS = 50.0
+# Tracing may slow a generation by at most this fraction (issue 15: the agent's budget is 0.01 busy).
+TRACING_OVERHEAD_TARGET = 0.01
 
 
 @dataclass
@@ -115,7 +120,95 @@ class WorkloadResult:
 
 
 @dataclass
+class TracingResult:
+    width: int
+    steps: int
+    requests: int
+    off_s: float = 0.0
+    on_s: float = 0.0
+    spans: int = 0
+
+    @property
+    def overhead(self) -> float:
+        return self.on_s / self.off_s - 1.0 if self.off_s else float("nan")
+
+
+class TracingSwitch:
+    """The process's tracer provider with a sampler the bench turns on and off: off, every span is sampled
+    out (the SDK still runs, so this is the cost of recording and exporting, not of the API calls)."""
+
+    def __init__(self, path: Path) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+        from runtime_image.server.tracing import JsonlSpanExporter
+
+        switch = self
+
+        class _Sampler(Sampler):
+            def should_sample(
+                self,
+                parent_context: Any,  # noqa: ARG002
+                trace_id: int,  # noqa: ARG002
+                name: str,  # noqa: ARG002
+                kind: Any = None,  # noqa: ARG002
+                attributes: Any = None,
+                links: Any = None,  # noqa: ARG002
+                trace_state: Any = None,  # noqa: ARG002
+            ) -> SamplingResult:
+                decision = Decision.RECORD_AND_SAMPLE if switch.on else Decision.DROP
+                return SamplingResult(decision, attributes if switch.on else None)
+
+            def get_description(self) -> str:
+                return "bench switch"
+
+        self.on = False
+        self.path = path
+        provider = TracerProvider(sampler=_Sampler())
+        exporter: Any = JsonlSpanExporter(path)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        self.installed = trace.get_tracer_provider() is provider
+
+    def spans(self) -> int:
+        return len(self.path.read_text().splitlines()) if self.path.exists() else 0
+
+
+def bench_tracing(
+    http: httpx.Client,
+    switch: TracingSwitch,
+    *,
+    requests: int,
+    width: int = 64,
+    steps: int = 10,
+    rounds: int = 3,
+) -> TracingResult:
+    result = TracingResult(width=width, steps=steps, requests=requests * rounds)
+    select(http, TINY_A)
+    txt2img(http, batch=1, width=width, steps=steps, seed=1)  # warm-up
+    seed = 500
+    for _ in range(rounds):
+        for on in (False, True):
+            switch.on = on
+            start = time.perf_counter()
+            for _ in range(requests):
+                seed += 1
+                txt2img(http, batch=1, width=width, steps=steps, seed=seed)
+            elapsed = time.perf_counter() - start
+            if on:
+                result.on_s += elapsed
+            else:
+                result.off_s += elapsed
+    switch.on = False
+    result.spans = switch.spans()
+    return result
+
+
+@dataclass
 class RuntimeBench:
+    tracing: TracingResult | None = None
     batch: BatchResult | None = None
     workloads: WorkloadResult | None = None
     load: LoadResult | None = None
@@ -159,6 +252,12 @@ class RuntimeBench:
                 **asdict(w),
                 "sdxl_vs_sd15_ratio": w.sdxl_ratio,
                 "hires_vs_plain_ratio": w.hires_ratio,
+            }
+        if self.tracing:
+            doc["tracing"] = {
+                **asdict(self.tracing),
+                "overhead": self.tracing.overhead,
+                "target_max": TRACING_OVERHEAD_TARGET,
             }
         if self.unet_step_s:
             doc["unet_step_512"] = {"runs_s": self.unet_step_s, "median_s": median(self.unet_step_s)}
@@ -433,9 +532,15 @@ def bench_runtime(
     result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if sd15:
         result.load = bench_load(models_dir, load_runs)
+    switch = TracingSwitch(models_dir / "bench-spans.jsonl")
+    switch.path.unlink(missing_ok=True)
     app = build_app(RuntimeSettings(models_dir=models_dir))
     with ThreadedServer(app, lifespan="on") as server, httpx.Client(base_url=server.url) as http:
         wait_ready(http)
+        if switch.installed:
+            result.tracing = bench_tracing(http, switch, requests=images, steps=steps)
+        else:
+            result.notes.append("tracing: another tracer provider was installed first; not measured")
         result.batch = bench_batch(http, images=images, steps=steps)
         result.workloads = bench_workloads(http, steps=steps)
         result.switches.append(bench_switch(http, (TINY_A, TINY_B)))
@@ -500,6 +605,17 @@ def tables(result: RuntimeBench) -> list[Any]:
                 f"{s.cache_hits}/{s.cache_misses}",
                 f"<= {SWITCH_TARGET_MS:.0f} ms {verdict(med <= SWITCH_TARGET_MS)}",
             )
+        out.append(t)
+    if result.tracing:
+        tr = result.tracing
+        t = make_table(
+            f"tracing on vs off (tiny model, {tr.width}x{tr.width}, {tr.steps} steps, {tr.requests} requests "
+            "each, rounds alternating)",
+            ["tracing", "seconds", "spans written", "overhead", "target"],
+        )
+        t.add_row("off (sampled out)", fmt(tr.off_s, 2), "0", "", "")
+        target = f"<= {TRACING_OVERHEAD_TARGET:.0%} {verdict(tr.overhead <= TRACING_OVERHEAD_TARGET)}"
+        t.add_row("on (JSONL file)", fmt(tr.on_s, 2), str(tr.spans), f"{tr.overhead:+.1%}", target)
         out.append(t)
     if result.unet_step_s:
         t = make_table(

@@ -20,7 +20,7 @@ from queue_agent.agent import Agent
 from queue_agent.health import HealthServer, Probes
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import install_signal_handlers
-from queue_agent.telemetry import configure_logging
+from queue_agent.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger("queue_agent")
 
@@ -58,6 +58,7 @@ def main() -> int:
         log.error("invalid agent settings", extra={"errors": str(exc)})
         return 2
     configure_logging(settings.agent_log_level)
+    configure_tracing()
     agent = build_agent(settings)
     install_signal_handlers(agent.shutdown)
     health = HealthServer(

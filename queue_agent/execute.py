@@ -118,8 +118,13 @@ class Executor:
     def _call_runtime(self, jobs: list[Job]) -> list[Outcome | Exception] | None:
         lead = jobs[0]
         t0 = self._clock()
+        switched = False
+        if lead.request.needs_model:
+            with lead.stage("model switch", **{"easel.model": lead.message.model}) as span:
+                switched = self._runtime.ensure_model(lead.store_path)
+                span.set_attribute("easel.switched", switched)
         switch = 0.0
-        if lead.request.needs_model and self._runtime.ensure_model(lead.store_path):
+        if switched:
             switch = self._clock() - t0
             self._stats.runtime_call(switch, generate=False, switched=True)
         if all(job.cancel_requested.is_set() for job in jobs):
@@ -131,14 +136,24 @@ class Executor:
             job.switch_seconds = switch * job.gpu_share
         t0 = self._clock()
         try:
-            if lead.request.training:
-                return [Trained(self._runtime.train(lead.request))]
-            if len(jobs) == 1:
-                return [Generated(self._runtime.generate(lead.request))]
-            batcher = batch_runtime(self._runtime)
-            assert batcher is not None, "a batch reached a runtime that takes no batches"
-            answers = batcher.generate_batch([job.request for job in jobs])
-            return [a if isinstance(a, Exception) else Generated(a) for a in answers]
+            name = "train" if lead.request.training else "generate"
+            with lead.stage(name, **{"easel.batch_tasks": len(jobs)}) as span:
+                begin = time.time_ns()
+                try:
+                    if lead.request.training:
+                        return [Trained(self._runtime.train(lead.request))]
+                    if len(jobs) == 1:
+                        return [Generated(self._runtime.generate(lead.request))]
+                    batcher = batch_runtime(self._runtime)
+                    assert batcher is not None, "a batch reached a runtime that takes no batches"
+                    answers = batcher.generate_batch([job.request for job in jobs])
+                    return [a if isinstance(a, Exception) else Generated(a) for a in answers]
+                finally:
+                    # The batch's other tasks: a generate span of their own, linked to the lead's call.
+                    for job in jobs[1:]:
+                        job.linked_stage(
+                            name, begin, time.time_ns(), span, **{"easel.batch_lead": lead.message.id}
+                        )
         finally:
             elapsed = self._clock() - t0
             for job in jobs:

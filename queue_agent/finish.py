@@ -118,7 +118,8 @@ class Finisher:
                 getattr(task.input, "output_format", "png"),
                 getattr(task.input, "jpeg_quality", 80),
             )
-            uris = self._outputs.upload(task.tenant, task.id, images, output_format=fmt, quality=quality)
+            with job.stage("upload", **{"easel.images": len(images)}):
+                uris = self._outputs.upload(task.tenant, task.id, images, output_format=fmt, quality=quality)
             try:
                 done = self._state.succeed(task, uris, _metrics(job, task))
             except TaskConflict as exc:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import Span
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, Tracer
 
 from easel.contract import Lane, QueueMessage, Task
 from queue_agent.lanes import Received
@@ -55,6 +58,7 @@ class Job:
     batch_key: Hashable | None = None
     images: int = 1
     gpu_share: float = 1.0
+    tracer: Tracer | None = None
 
     @property
     def rank(self) -> int:
@@ -64,12 +68,44 @@ class Job:
     @property
     def ids(self) -> dict[str, Any]:
         """The ``extra`` of every log line about this job."""
-        return {
+        ids: dict[str, Any] = {
             "task_id": self.message.id,
             "tenant": self.message.tenant,
             "message_id": self.received.message_id,
             "receive_count": self.received.receive_count,
         }
+        ctx = self.span.get_span_context()
+        if ctx.is_valid:
+            ids["trace_id"] = format(ctx.trace_id, "032x")
+        return ids
+
+    @contextmanager
+    def stage(self, name: str, **attributes: Any) -> Iterator[Span]:
+        """A child span of the task's span, current while the stage runs: the runtime adapter sends it as
+        the request's ``traceparent`` (and the task id as ``baggage``); an exception marks it failed."""
+        tracer = self.tracer or trace.get_tracer("queue_agent")
+        # The task id travels as W3C baggage with the trace context: the runtime logs it on its lines.
+        # Attached (not only passed as the parent): the current context is what the adapter injects.
+        parent = baggage.set_baggage("easel.task_id", self.message.id, trace.set_span_in_context(self.span))
+        token = otel_context.attach(parent)
+        try:
+            with tracer.start_as_current_span(name, attributes=attributes) as span:
+                yield span
+        finally:
+            otel_context.detach(token)
+
+    def linked_stage(self, name: str, start_ns: int, end_ns: int, shared: Span, **attributes: Any) -> None:
+        """A stage this task shared with others (one batched runtime call): a child of this task's span over
+        the same time, linked to the call's span in the batch lead's trace."""
+        tracer = self.tracer or trace.get_tracer("queue_agent")
+        span = tracer.start_span(
+            name,
+            context=trace.set_span_in_context(self.span),
+            start_time=start_ns,
+            attributes=attributes,
+            links=[trace.Link(shared.get_span_context())],
+        )
+        span.end(end_time=end_ns)
 
 
 @dataclass(frozen=True)

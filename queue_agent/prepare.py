@@ -25,7 +25,7 @@ from queue_agent.runtimes import Runtime, RuntimeRequest
 from queue_agent.settings import AgentSettings
 from queue_agent.settle import Settler
 from queue_agent.state import TaskState
-from queue_agent.telemetry import start_task_span
+from queue_agent.telemetry import record_queue_wait, start_task_span
 
 
 def input_policy(settings: AgentSettings) -> InputPolicy:
@@ -74,7 +74,8 @@ class Preparer:
         except FieldError as exc:
             self._settler.poison(received, exc)
             return None
-        job = Job(received=received, message=message, span=self._span(received, message))
+        job = Job(received=received, message=message, span=self._span(received, message), tracer=self._tracer)
+        record_queue_wait(job.span, self._tracer, message.created_at)
         try:
             task = self._state.ensure(message)
             job.task = task
@@ -83,7 +84,8 @@ class Preparer:
                 self._settler.notify_and_ack(job, task, skipped=True)
                 return None
             job.store_path = self.store_path(message)
-            job.request, lora_names = self._request(message, job.store_path)
+            with job.stage("fetch inputs"):
+                job.request, lora_names = self._request(message, job.store_path)
             if self._batching:
                 job.batch_key = batch_key(message, store_path=job.store_path, lora_names=lora_names)
                 job.images = images_of(message)

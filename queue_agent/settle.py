@@ -151,7 +151,8 @@ class Settler:
 
     def notify_and_ack(self, job: Job, task: Task, *, skipped: bool = False) -> None:
         """Terminal task: its notification (claimed once across agents), then delete the message."""
-        self._notifier.publish_once(task)
+        with job.stage("publish", **{"easel.status": str(task.status)}):
+            self._notifier.publish_once(task)
         self._acks.add(job.received)
         self.done(job, task, skipped=skipped)
 
@@ -228,18 +229,18 @@ class Settler:
             switched = job.switch_seconds > 0
             values[metrics.MODEL_SWITCHES] = 1 if switched else 0
             values[metrics.MODEL_SWITCH_SECONDS] = round(job.switch_seconds, 6) if switched else None
-        log.info(
-            "task done",
-            extra=task_done_record(
-                task_id=task.id,
-                tenant=task.tenant,
-                runtime=self._runtime,
-                status=str(task.status),
-                metrics=values,
-                code=task.error.code if task.error else None,
-                emf=self._emf,
-            ),
+        record = task_done_record(
+            task_id=task.id,
+            tenant=task.tenant,
+            runtime=self._runtime,
+            status=str(task.status),
+            metrics=values,
+            code=task.error.code if task.error else None,
+            emf=self._emf,
         )
+        if job is not None and "trace_id" in job.ids:
+            record["trace_id"] = job.ids["trace_id"]
+        log.info("task done", extra=record)
 
     @staticmethod
     def end_span(job: Job, outcome: str, error: str | None) -> None:

@@ -1,59 +1,45 @@
 """Logs, metrics, traces and counters of the agent.
 
-- Logs are JSON lines on stdout (one object per record, ``extra`` fields merged in).
+- Logs are JSON lines on stdout in the format of every Easel process (:mod:`easel.logjson`); a line about a
+  task carries ``task_id`` and ``trace_id``.
 - Each finished task logs one ``task_done`` line with id, tenant, runtime, status and the seconds; with
   ``EASEL_AGENT_EMF`` it is also a CloudWatch Embedded Metric Format document, so the same line becomes
   metrics (namespace Easel, dimensions runtime and status) without an agent-side client.
-- Traces: the W3C context of ``QueueMessage.trace_context`` is the parent of one span per task
-  (opentelemetry-api; whoever runs the agent decides on an SDK/exporter).
+- Traces: the W3C context of ``QueueMessage.trace_context`` is the parent of one span per task attempt, with
+  child spans per stage (queue wait, input fetch, model switch, generate, upload, publish); ``EASEL_TRACES``
+  picks the exporter (:mod:`easel.tracing`: OTLP to the node's collector, or a local JSONL file).
 - :class:`AgentStats`: counters for benchmarks and ``GET /stats`` (runtime busy time, tasks done, ...).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
+from easel import logjson, tracing
 from easel import metrics as names
+from easel.logjson import JsonFormatter
 
-_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+__all__ = ["JsonFormatter", "configure_logging", "configure_tracing"]
 
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if "_aws" in record.__dict__:
-            doc["_aws"] = record.__dict__["_aws"]
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+SERVICE = "easel-agent"
 
 
 def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # botocore/urllib3/httpx at INFO log every request: noise at our rates.
-    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """The one JSON line format of every Easel process (:mod:`easel.logjson`), as ``easel-agent``."""
+    logjson.configure_logging(SERVICE, level)
+
+
+def configure_tracing() -> None:
+    """Export spans per ``EASEL_TRACES`` (:mod:`easel.tracing`); log lines inside a span get its trace id."""
+    tracing.configure_tracing(SERVICE)
+    logjson.set_trace_id_hook(tracing.current_trace_id)
 
 
 def task_done_record(
@@ -128,6 +114,17 @@ def start_task_span(tracer: Tracer, carrier: dict[str, str], name: str, attribut
     """A consumer span whose parent is the producer's W3C trace context (``traceparent``)."""
     ctx = propagate.extract(carrier)
     return tracer.start_span(name, context=ctx, kind=SpanKind.CONSUMER, attributes=attributes)
+
+
+def record_queue_wait(task_span: Span, tracer: Tracer, created_at: datetime) -> None:
+    """A ``queue wait`` child span from the task's creation to this receive (a retry's wait is the time since
+    creation too: the span shows when this attempt began), and the seconds as a task-span attribute."""
+    now = time.time_ns()
+    created = int(created_at.timestamp() * 1e9)
+    start = min(created, now)
+    task_span.set_attribute("easel.queue_seconds", round((now - start) / 1e9, 6))
+    parent = trace.set_span_in_context(task_span)
+    tracer.start_span("queue wait", context=parent, start_time=start).end(end_time=now)
 
 
 def default_tracer() -> Tracer:

@@ -22,6 +22,7 @@ from easel.cli import (
     plan_cmds,
     runtime_cmds,
     schema_cmds,
+    trace_cmds,
     webhooks_cmds,
 )
 
@@ -55,6 +56,7 @@ def _root(
 client_cmds.register(app)  # submit, status, cancel, tasks
 schema_cmds.register(app)  # schema
 costs_cmds.register(app)  # costs
+trace_cmds.register(app)  # trace (the local stack's spans of one task)
 plan_cmds.register(app)  # plan (simpy/matplotlib imported inside, from the `plan` extra)
 app.add_typer(models_cmds.app, name="models", help="List the models (API) or make a tiny local model.")
 app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this machine.")

@@ -28,6 +28,9 @@ def agent(
     ),
     only: str | None = typer.Option(None, "--only", help="run just one agent: easel, baseline or floor"),
     floor: bool = typer.Option(False, "--floor", help="also run the harness floor (no AWS work per task)"),
+    traced: bool = typer.Option(
+        False, "--traced", help="also run Easel's agent with tracing on (the overhead of tracing)"
+    ),
     workdir: Path | None = typer.Option(None, "--workdir", help="keep agent logs and probe events here"),
     runtime_nice: int = typer.Option(
         0,
@@ -71,6 +74,8 @@ def agent(
         raise typer.BadParameter(f"--only {only!r}: use one of {', '.join(bench.ALL_AGENTS)}")
     if floor and "floor" not in agents:
         agents = (*agents, "floor")
+    if traced and "easel-traced" not in agents:
+        agents = (*agents, "easel-traced")
     runs = bench.bench_agent(hold_ms, tasks, agents, workdir, runtime_nice)
     emit(bench.tables(runs), bench.document(runs, tasks), json_path, console)
     if any(r.error for r in runs):

@@ -19,13 +19,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from infra.local.errors import AuthError, StackError
 from infra.local.events import LocalLambdaContext, ProxyResponse, from_proxy_result, proxy_event
 from infra.local.sigv4 import LocalCredential, verify
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("easel.local.gateway")
 
@@ -66,6 +69,7 @@ class Gateway:
         max_payload: int = MAX_PAYLOAD,
         throttle: TokenBucket | None = None,
         hosts: frozenset[str] = frozenset(),
+        tracer: Tracer | None = None,
     ) -> None:
         """``hosts``: the ``Host`` values answered (``host:port``); empty until the server pins its own."""
         self._handler = handler
@@ -74,6 +78,8 @@ class Gateway:
         self._max_payload = max_payload
         self._throttle = throttle
         self.hosts = hosts
+        # The request span of each call (local mode's stand-in for API Gateway's and Lambda's X-Ray trace).
+        self._tracer = tracer
 
     def pin(self, host: str, port: int) -> None:
         """Serve only this address (by IP, and as ``localhost`` when it is the loopback)."""
@@ -153,6 +159,38 @@ class Gateway:
         return await anyio.to_thread.run_sync(self._invoke, event)
 
     def _invoke(self, event: dict[str, Any]) -> ProxyResponse:
+        if self._tracer is None:
+            return self._call_handler(event)
+        from opentelemetry import propagate
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        method, path = event["httpMethod"], event["path"]
+        with self._tracer.start_as_current_span(
+            f"{method} {path}",
+            context=propagate.extract(headers),  # a caller's own traceparent stays the parent
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        ) as span:
+            # The API reads the W3C parent of the task's message from the request (lambdas/api/http.py), as
+            # the Lambda does from API Gateway's trace header.
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            event["headers"] = {**(event.get("headers") or {}), **carrier}
+            event["multiValueHeaders"] = {
+                **(event.get("multiValueHeaders") or {}),
+                **{k: [v] for k, v in carrier.items()},
+            }
+            response = self._call_handler(event)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {response.status}"))
+            task_id = _created_task_id(method, path, response)
+            if task_id is not None:
+                span.set_attribute("easel.task_id", task_id)
+            return response
+
+    def _call_handler(self, event: dict[str, Any]) -> ProxyResponse:
         try:
             result = self._handler(event, LocalLambdaContext())
         except Exception:
@@ -160,6 +198,19 @@ class Gateway:
             log.exception("handler raised")
             return _error(502, "lambda_error", "the API function failed")
         return from_proxy_result(result)
+
+
+def _created_task_id(method: str, path: str, response: ProxyResponse) -> str | None:
+    """The id of the task a submit created (its span then belongs to the task's trace); None otherwise
+    (reads and cancels are traces of their own)."""
+    if method != "POST" or path.endswith("/cancel") or not 200 <= response.status < 300:
+        return None
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        return None
+    task_id = body.get("id") if isinstance(body, dict) else None
+    return task_id if isinstance(task_id, str) else None
 
 
 def _error(status: int, code: str, message: str) -> ProxyResponse:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from easel.config import EaselConfig, load_config, parse_config
 from easel.naming import Names
+from easel.tracing import make_provider
 from infra.local import credentials as local_credentials
 from infra.local import state as state_file
 from infra.local.errors import StackError
@@ -63,6 +64,8 @@ class StackOptions:
     # The tenants' local keys, kept across restarts (default: <work_dir>/credentials.json, 0600).
     credentials_path: Path | None = None
     rotate_credentials: bool = False
+    # Record every process's spans under <work_dir>/traces (`easel trace <task-id>` reads them).
+    traces: bool = True
 
 
 def principal_arn(tenant: str) -> str:
@@ -120,6 +123,7 @@ class LocalStack:
         self._make_model = make_model
         self._moto: Any = None
         self._gateway: GatewayServer | None = None
+        self._trace_provider: Any = None
         self._supervisor: Supervisor | None = None
         self.credentials: dict[str, LocalCredential] = {}
         self.resources: Resources | None = None
@@ -175,12 +179,18 @@ class LocalStack:
             from lambdas.api.app import handler
 
             throttle = self.config.api.throttle
+            tracer = None
+            if self.options.traces:
+                # This process's own provider (not the global one): the gateway's request spans.
+                self._trace_provider = make_provider("easel-api", self.trace_env())
+                tracer = self._trace_provider.get_tracer("easel.local.gateway")
             self._gateway = GatewayServer(
                 Gateway(
                     handler,
                     self.credentials,
                     self.region,
                     throttle=TokenBucket(throttle.rate_limit, throttle.burst_limit),
+                    tracer=tracer,
                 ),
                 host="127.0.0.1",
                 port=self.options.port,
@@ -202,6 +212,9 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
+        if self._trace_provider is not None:
+            self._trace_provider.shutdown()
+            self._trace_provider = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -210,6 +223,14 @@ class LocalStack:
         if self._wrote_state:
             state_file.remove(self.options.state_path)
             self._wrote_state = False
+
+    @property
+    def traces_dir(self) -> Path:
+        return (self.options.work_dir / "traces").resolve()
+
+    def trace_env(self) -> dict[str, str]:
+        """``EASEL_TRACES`` of every process of this stack: spans as JSON lines under :attr:`traces_dir`."""
+        return {"EASEL_TRACES": f"file:{self.traces_dir}"} if self.options.traces else {}
 
     @property
     def credentials_path(self) -> Path:
@@ -300,6 +321,7 @@ class LocalStack:
             models_dir=self.models_dir,
             moto_endpoint=self.moto_endpoint,
             python=self.options.python,
+            extra_env=self.trace_env(),
         )
         specs.append(
             webhooks_worker_spec(
@@ -308,6 +330,7 @@ class LocalStack:
                 master_b64=self.webhook_master_b64,
                 allow_origins=self.webhook_allow_origins,
                 python=self.options.python,
+                extra_env=self.trace_env(),
             )
         )
         self._supervisor = Supervisor(

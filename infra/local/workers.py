@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from easel.config import EaselConfig, RuntimeSpec
@@ -80,7 +80,9 @@ def worker_specs(
     moto_endpoint: str,
     python: str = sys.executable,
     port: Callable[[], int] = free_port,
+    extra_env: Mapping[str, str] | None = None,
 ) -> list[ChildSpec]:
+    """The runtime and agent of each runtime; ``extra_env`` goes to both (e.g. ``EASEL_TRACES``)."""
     specs: list[ChildSpec] = []
     runtimes = local_runtimes(config)
     cpu_threads = max(1, ((os.cpu_count() or 2) - 1) // max(1, len(runtimes)))
@@ -99,6 +101,7 @@ def worker_specs(
             "PYTHONUNBUFFERED": "1",
             "AWS_REGION": resources.region,
             "AWS_DEFAULT_REGION": resources.region,
+            **(extra_env or {}),
         }
         specs.append(ChildSpec(name=f"{runtime.name}/runtime", argv=argv, env=common, port=runtime_port))
         lanes = resources.lanes[runtime.name]
@@ -144,6 +147,7 @@ def webhooks_worker_spec(
     master_b64: str,
     allow_origins: tuple[str, ...] = (),
     python: str = sys.executable,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ChildSpec:
     """The local stand-in for the webhooks Lambda (:mod:`infra.local.webhooks_worker`)."""
     env = {
@@ -157,6 +161,7 @@ def webhooks_worker_spec(
         "EASEL_WEBHOOK_TEST_INSECURE_ORIGINS": ",".join(allow_origins),
         "POWERTOOLS_SERVICE_NAME": "easel-webhooks",
         "POWERTOOLS_TRACE_DISABLED": "1",
+        **(extra_env or {}),
     }
     return ChildSpec(name="webhooks", argv=[python, "-m", "infra.local.webhooks_worker"], env=env)
 

@@ -20,6 +20,7 @@ from easel.config import EaselConfig
 from easel.contract.tasks import ID_PATTERN
 from easel.contract.values import check_json_value, parse_json_int
 from easel.tenancy import resolve_tenant
+from easel.tracing import xray_traceparent
 from lambdas.api.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
 from lambdas.api.telemetry import logger
 
@@ -164,7 +165,7 @@ def base_url(event: APIGatewayProxyEvent, public_url: str | None) -> str:
 
 
 def trace_context(event: APIGatewayProxyEvent) -> dict[str, str]:
-    """W3C trace context from the caller (if well-formed) and the X-Ray trace of this invocation."""
+    """W3C trace context from the caller (if well-formed), else the X-Ray trace of this invocation."""
     ctx: dict[str, str] = {}
     parent = (event.headers.get("traceparent") or "").strip().lower()
     if _TRACEPARENT.match(parent):
@@ -175,4 +176,10 @@ def trace_context(event: APIGatewayProxyEvent) -> dict[str, str]:
     xray = os.environ.get("_X_AMZN_TRACE_ID")
     if xray:
         ctx["x-amzn-trace-id"] = xray
+        # No caller trace: the invocation's X-Ray trace becomes the W3C parent, so the agent's and the
+        # runtime's spans (OTLP -> ADOT -> X-Ray) land in the same X-Ray trace as API Gateway and Lambda.
+        if "traceparent" not in ctx:
+            from_xray = xray_traceparent(xray)
+            if from_xray is not None:
+                ctx["traceparent"] = from_xray
     return ctx

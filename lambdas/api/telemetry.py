@@ -15,9 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from easel.contract import Task
+from lambdas.logformat import EaselLogFormatter
 
 SERVICE = "easel-api"
-logger = Logger(service=SERVICE)
+logger = Logger(service=SERVICE, logger_formatter=EaselLogFormatter(SERVICE))
 tracer = Tracer(service=SERVICE)
 _emit_metrics = True
 

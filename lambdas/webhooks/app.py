@@ -20,11 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from easel.contract import Task
 from easel.webhook_signing import derive_tenant_secret
+from lambdas.logformat import EaselLogFormatter
 from lambdas.webhooks.delivery import DeliveryPolicy, WebhookSender
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused, DeliveryRejected
 from lambdas.webhooks.service import body_of, message_id, wanted
 
-logger = Logger(service="easel-webhooks")
+logger = Logger(service="easel-webhooks", logger_formatter=EaselLogFormatter("easel-webhooks"))
 
 
 class WebhookSettings(BaseSettings):

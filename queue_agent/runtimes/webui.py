@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
 from easel.contract import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 from queue_agent.errors import (
@@ -269,6 +270,9 @@ class WebUiRuntime:
         not_found: Callable[[str], Exception] | None = None,
     ) -> httpx.Response:
         what = f"{method} {path}"
+        # The current stage span (and the task id as baggage) go along: the runtime's spans join the trace.
+        headers = dict(headers or {})
+        propagate.inject(headers)
         try:
             r = self._http.request(
                 method,

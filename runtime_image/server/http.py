@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import baggage, propagate, trace
 from starlette.concurrency import run_in_threadpool
 
-from runtime_image.server import controlnet
+from runtime_image.server import controlnet, logjson, tracing
 from runtime_image.server.a1111 import build_response
 from runtime_image.server.batch import ItemError
 from runtime_image.server.errors import (
@@ -45,6 +46,14 @@ from runtime_image.server.schemas import (
 )
 from runtime_image.server.upscalers import BUILTIN, LATENT_MODES
 
+_tracer = trace.get_tracer("easel.runtime")
+
+
+def _encoded(req: Any, tr: Any, result: Any, model: str) -> dict[str, Any]:
+    """The A1111 response (images encoded to base64 PNG/JPEG/WebP) inside an ``encode`` span."""
+    with _tracer.start_as_current_span("encode", attributes={"easel.images": len(result.images)}):
+        return build_response(req, tr, result, model)
+
 
 def create_app(runner: Runner) -> FastAPI:
     @asynccontextmanager
@@ -56,6 +65,19 @@ def create_app(runner: Runner) -> FastAPI:
     app = FastAPI(title="Easel diffusion runtime", version="0.1.0", lifespan=lifespan)
     app.state.runner = runner
     _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def bind_task(request: Request, call_next: Any) -> Response:
+        """FastAPI opens the request's server span itself (a child of the caller's ``traceparent``, the
+        agent's stage span); this binds the task id (W3C ``baggage`` from the agent) and the trace id to every
+        log line of the request, and puts the task id on the span."""
+        task_id = baggage.get_baggage("easel.task_id", propagate.extract(dict(request.headers)))
+        if not isinstance(task_id, str):
+            response: Response = await call_next(request)
+            return response
+        trace.get_current_span().set_attribute("easel.task_id", task_id)
+        with logjson.log_context(task_id=task_id, trace_id=tracing.current_trace_id()):
+            return await call_next(request)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -167,12 +189,12 @@ def create_app(runner: Runner) -> FastAPI:
     @app.post("/sdapi/v1/txt2img")
     async def txt2img(req: Txt2ImgRequest) -> dict[str, Any]:
         tr, result, model = await runner.generate(req)
-        return await run_in_threadpool(build_response, req, tr, result, model)
+        return await run_in_threadpool(_encoded, req, tr, result, model)
 
     @app.post("/sdapi/v1/img2img")
     async def img2img(req: Img2ImgRequest) -> dict[str, Any]:
         tr, result, model = await runner.generate(req)
-        return await run_in_threadpool(build_response, req, tr, result, model)
+        return await run_in_threadpool(_encoded, req, tr, result, model)
 
     @app.post("/easel/v1/txt2img-batch")
     async def txt2img_batch(req: BatchRequest) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 
 from fastapi import FastAPI
 
+from runtime_image.server import logjson, tracing
 from runtime_image.server.settings import RuntimeSettings
+
+SERVICE = "easel-runtime"
 
 
 def offline_defaults() -> None:
@@ -40,5 +42,10 @@ def build_app(settings: RuntimeSettings) -> FastAPI:
 def serve(settings: RuntimeSettings, *, log_level: str = "info") -> None:
     import uvicorn
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    # The one JSON line format of every Easel process; uvicorn's loggers go through the same handler.
+    logjson.configure_logging(SERVICE, log_level)
+    tracing.configure_tracing(SERVICE)
+    logjson.set_trace_id_hook(tracing.current_trace_id)
+    uvicorn.run(
+        build_app(settings), host=settings.host, port=settings.port, log_level=log_level, log_config=None
+    )

@@ -9,6 +9,7 @@ bounded: one running job plus ``max_waiting`` waiting ones, anything more is ref
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import shutil
@@ -23,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from runtime_image.server.a1111 import StoreView, Translated, translate
@@ -50,6 +52,7 @@ from runtime_image.server.training import TrainJob, describe, train_lora, traini
 from runtime_image.server.upscalers import BUILTIN, LATENT_MODES, Upscaler, builtin, extras_upscale
 
 log = logging.getLogger("easel.runtime")
+_tracer = trace.get_tracer("easel.runtime")
 T = TypeVar("T")
 Loader = Callable[[ModelEntry, DevicePlan, ModelStore], Any]
 
@@ -436,7 +439,9 @@ class Runner:
                 raise BusyError(self._running, self._pending - self._running, self.settings.max_waiting)
             self._pending += 1
         try:
-            future = self._executor.submit(self._guarded, fn, *args)
+            # The worker thread runs in this request's context: its spans nest under the request's span and
+            # its log lines carry the request's task id.
+            future = self._executor.submit(contextvars.copy_context().run, self._guarded, fn, *args)
         except RuntimeError:
             self._release(None)
             raise NotReadyError("stopping") from None
@@ -472,11 +477,15 @@ class Runner:
                 old.release()
             self._placed = None
         self._set_progress(job="load", job_count=1)
-        try:
-            model, hit = self.cache.get_or_load(entry.name, entry.fingerprint(), lambda: self._load(entry))
-        finally:
-            self._clear_progress()
-        model.place(self.plan.device)
+        with _tracer.start_as_current_span("model load", attributes={"easel.model": entry.name}) as span:
+            try:
+                model, hit = self.cache.get_or_load(
+                    entry.name, entry.fingerprint(), lambda: self._load(entry)
+                )
+            finally:
+                self._clear_progress()
+            span.set_attribute("easel.cache_hit", hit)
+            model.place(self.plan.device)
         self._placed = entry.name
         if select:
             with self._lock:
@@ -525,12 +534,44 @@ class Runner:
             upscaler = self._upscaler(job.hires.upscaler)
         self._interrupt.clear()
         self._set_progress(job=job.mode, job_count=job.n_iter, started=self._clock())
-        try:
-            result = model.generate(
-                job, self.store, self._on_step, controlnets=controlnets, refiner=refiner, upscaler=upscaler
-            )
-        finally:
-            self._clear_progress()
+        clock = StepClock(self._on_step)
+        attributes: dict[str, str | int] = {
+            "easel.model": model.name,
+            "easel.mode": job.mode,
+            "easel.steps": job.steps,
+            "easel.width": job.width,
+            "easel.height": job.height,
+            "easel.batch_size": job.batch_size,
+            "easel.n_iter": job.n_iter,
+        }
+        started = time.monotonic()
+        with _tracer.start_as_current_span("generate", attributes=attributes) as span:
+            begin = time.time_ns()
+            try:
+                result = model.generate(
+                    job, self.store, clock, controlnets=controlnets, refiner=refiner, upscaler=upscaler
+                )
+            finally:
+                self._clear_progress()
+            clock.record(begin, time.time_ns())
+            span.set_attribute("easel.steps_completed", result.steps_completed)
+            if result.interrupted:
+                span.add_event("interrupted", {"easel.steps_completed": result.steps_completed})
+        seconds = time.monotonic() - started
+        log.info(
+            "generated",
+            extra={
+                "model": model.name,
+                "mode": job.mode,
+                "steps": job.steps,
+                "steps_completed": result.steps_completed,
+                "width": job.width,
+                "height": job.height,
+                "images": len(result.images),
+                "interrupted": result.interrupted,
+                "seconds": round(seconds, 3),
+            },
+        )
         return result, model.name
 
     def _generate_batch(self, trs: list[Translated]) -> tuple[list[GenerationResult], str]:
@@ -589,6 +630,32 @@ class Runner:
         """A new job starts: fresh progress, so nothing of the previous job is reported for it."""
         with self._lock:
             self._progress = _Progress(job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"), **fields)
+
+
+class StepClock:
+    """The step hook of one generation that also notes when denoising steps end, so the ``generate`` span
+    gets its ``denoise`` part (start to the last step) and its ``vae decode`` part (the last step to the
+    end: VAE decode and image post-processing) as child spans, without touching the pipeline call."""
+
+    def __init__(self, on_step: Callable[[int, int, int], bool]) -> None:
+        self._on_step = on_step
+        self.steps = 0
+        self.last_step_ns: int | None = None
+
+    def __call__(self, iteration: int, step: int, total: int) -> bool:
+        if step > 0:
+            self.steps += 1
+            self.last_step_ns = time.time_ns()
+        return self._on_step(iteration, step, total)
+
+    def record(self, begin_ns: int, end_ns: int) -> None:
+        """Child spans of the current span (call inside it, after the generation)."""
+        if self.last_step_ns is None:
+            return
+        _tracer.start_span("denoise", start_time=begin_ns, attributes={"easel.steps": self.steps}).end(
+            end_time=self.last_step_ns
+        )
+        _tracer.start_span("vae decode", start_time=self.last_step_ns).end(end_time=end_ns)
 
 
 class _Held:

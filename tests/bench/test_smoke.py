@@ -21,10 +21,12 @@ def _run(args: list[str]) -> None:
 
 def test_bench_agent_smoke(tmp_path: Path) -> None:
     out = tmp_path / "agent.json"
-    _run(["bench", "agent", "--hold-ms", "20", "--tasks", "3", "--json", str(out)])
+    work = tmp_path / "work"
+    args = ["bench", "agent", "--hold-ms", "20", "--tasks", "3", "--traced", "--workdir", str(work)]
+    _run([*args, "--json", str(out)])
     doc = json.loads(out.read_text())
     (entry,) = doc["results"]
-    for name in ("easel", "baseline"):
+    for name in ("easel", "baseline", "easel-traced"):
         run = entry[name]
         assert run["error"] is None
         assert run["completed"] == 3
@@ -32,6 +34,15 @@ def test_bench_agent_smoke(tmp_path: Path) -> None:
         assert run["generations"] == 3
     assert entry["easel"]["statuses"] == {"succeeded": 3}
     assert doc["machine"]["cores"] >= 1
+    # The traced run really traced: its spans are on disk (one task span per task), and the diff is reported.
+    task_spans = [
+        line
+        for path in (work / "traces").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+        if json.loads(line)["name"] == "easel.task"
+    ]
+    assert len(task_spans) == 3
+    assert entry["tracing_busy_diff"] == entry["easel"]["busy"] - entry["easel-traced"]["busy"]
 
 
 def test_bench_agent_batching_smoke(tmp_path: Path) -> None:
@@ -82,6 +93,9 @@ def test_bench_runtime_smoke(tmp_path: Path) -> None:
     work = doc["workloads"]
     assert work["sdxl_vs_sd15_ratio"] > 0 and work["hires_vs_plain_ratio"] > 0
     assert len(work["sdxl_s"]) == len(work["sd15_s"]) > 0
+    tracing = doc["tracing"]
+    assert tracing["on_s"] > 0 and tracing["off_s"] > 0
+    assert tracing["spans"] > 0  # recorded only while on: the sampler really switched
     (switch,) = doc["switch"]
     assert switch["cache_misses"] == 0
     assert switch["cache_hits"] == len(switch["switches_ms"])

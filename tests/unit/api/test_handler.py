@@ -46,6 +46,52 @@ def test_trace_context_is_forwarded_in_the_queue_message(deps: Deps, monkeypatch
     }
 
 
+def test_without_a_caller_trace_the_lambdas_xray_trace_is_the_w3c_parent(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's and runtime's spans (OTLP -> ADOT -> X-Ray) join the API's own X-Ray trace."""
+    monkeypatch.setenv(
+        "_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    )
+    invoke(event("POST", "/v1/tasks", body=REQ))
+    [message] = _publisher(deps).messages
+    assert message.trace_context["traceparent"] == "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+
+
+def test_api_log_lines_are_the_one_json_format_with_the_xray_trace_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import logging
+
+    from aws_lambda_powertools import Logger
+
+    from lambdas.logformat import EaselLogFormatter
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8")
+    out = io.StringIO()
+    # A service of its own: Powertools shares one logging.Logger per service name (the app's is set up).
+    logger = Logger(
+        service="easel-log-test",
+        logger_formatter=EaselLogFormatter("easel-log-test"),
+        logger_handler=logging.StreamHandler(out),
+    )
+    logger.append_keys(function_name="easel-api")
+    logger.info("dispatch failed", extra={"task_id": "t1"})
+    logger.remove_keys(["function_name"])
+    logger.info("later")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert {k: first[k] for k in ("level", "service", "msg", "task_id", "trace_id", "function_name")} == {
+        "level": "INFO",
+        "service": "easel-log-test",
+        "msg": "dispatch failed",
+        "task_id": "t1",
+        "trace_id": "5759e988bd862e3fe1be46a994272793",
+        "function_name": "easel-api",
+    }
+    assert "function_name" not in second and second["trace_id"] == first["trace_id"]
+
+
 def test_malformed_traceparent_is_dropped(deps: Deps) -> None:
     invoke(event("POST", "/v1/tasks", body=REQ, headers={"traceparent": "garbage"}))
     assert "traceparent" not in _publisher(deps).messages[0].trace_context

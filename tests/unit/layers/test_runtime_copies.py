@@ -17,3 +17,13 @@ def test_training_output_name_pattern_is_the_cores() -> None:
     field = schemas.TrainLoraRequest.model_fields["output_name"]
     patterns = [getattr(m, "pattern", None) for m in field.metadata]
     assert NAME_PATTERN in patterns, patterns
+
+
+def test_log_format_and_tracing_setup_are_identical_copies() -> None:
+    """One JSON log format and one tracing setup for every process: the runtime's files are the core's."""
+    from tests.conftest import ROOT
+
+    for name in ("logjson.py", "tracing.py"):
+        core = (ROOT / "easel" / name).read_bytes()
+        runtime = (ROOT / "runtime_image" / "server" / name).read_bytes()
+        assert runtime == core, f"runtime_image/server/{name} differs from easel/{name}: copy it again"

@@ -1,0 +1,160 @@
+"""Traces of one Easel process, exported where ``EASEL_TRACES`` says.
+
+- ``off`` (or unset): no SDK; the OpenTelemetry API's spans are no-ops.
+- ``otlp``: batched OTLP/HTTP export to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (in a deployment, the ADOT collector
+  on the pod's node, which sends to X-Ray).
+- ``file:<dir>``: each ended span as one JSON line in ``<dir>/<service>-<pid>.jsonl`` (local mode: the local
+  stack keeps them under ``.easel/traces`` and ``easel trace <task-id>`` reads them).
+
+Sampling (``OTEL_TRACES_SAMPLER``/``_ARG``) and resource attributes (``OTEL_RESOURCE_ATTRIBUTES``) follow the
+standard variables. W3C trace ids are what X-Ray accepts from OpenTelemetry, so no X-Ray id generator is
+needed; :func:`xray_traceparent` turns a Lambda's X-Ray header into a W3C parent so the agent's spans join
+the API's X-Ray trace.
+
+The runtime imports nothing of this repository and keeps an identical copy in
+``runtime_image/server/tracing.py`` (``tests/unit/layers/test_runtime_copies.py`` proves they agree). The
+OpenTelemetry SDK is imported only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+ENV = "EASEL_TRACES"
+_XRAY_ROOT = re.compile(r"Root=1-([0-9a-f]{8})-([0-9a-f]{24})")
+_XRAY_PARENT = re.compile(r"Parent=([0-9a-f]{16})")
+_XRAY_SAMPLED = re.compile(r"Sampled=([01])")
+
+
+def trace_mode(env: Mapping[str, str] | None = None) -> str:
+    """``off``, ``otlp`` or ``file:<dir>``; anything else is an error naming the variable."""
+    value = (os.environ if env is None else env).get(ENV, "").strip() or "off"
+    if value in ("off", "otlp") or (value.startswith("file:") and len(value) > len("file:")):
+        return value
+    raise ValueError(f"{ENV}={value!r}: expected off, otlp or file:<dir>")
+
+
+def make_provider(service: str, env: Mapping[str, str] | None = None) -> TracerProvider | None:
+    """A tracer provider for ``service`` exporting per ``EASEL_TRACES`` (``None`` when off)."""
+    mode = trace_mode(env)
+    if mode == "off":
+        return None
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; OTEL_SERVICE_NAME wins over the default name.
+    name = (os.environ if env is None else env).get("OTEL_SERVICE_NAME") or service
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    if mode == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        directory = Path(mode.removeprefix("file:"))
+        # Synchronous: a span is on disk when it ends, so `easel trace` sees a finished task at once.
+        exporter: Any = JsonlSpanExporter(directory / f"{name}-{os.getpid()}.jsonl")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> TracerProvider | None:
+    """Install :func:`make_provider`'s provider as the process's global one (once per process)."""
+    provider = make_provider(service, env)
+    if provider is not None:
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def current_trace_id() -> str | None:
+    """The active span's trace id (32 hex digits), for log lines; ``None`` outside a recorded span."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # pragma: no cover - the runtime without the SDK
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def xray_trace_id(header: str) -> str | None:
+    """The W3C trace id (32 hex digits) of an X-Ray trace header's ``Root``."""
+    root = _XRAY_ROOT.search(header)
+    return root.group(1) + root.group(2) if root else None
+
+
+def xray_traceparent(header: str) -> str | None:
+    """The W3C ``traceparent`` of an X-Ray trace header (``Root=1-<8>-<24>;Parent=<16>;Sampled=1``)."""
+    root, parent = _XRAY_ROOT.search(header), _XRAY_PARENT.search(header)
+    if root is None or parent is None:
+        return None
+    sampled = _XRAY_SAMPLED.search(header)
+    flags = "01" if sampled is None or sampled.group(1) == "1" else "00"
+    return f"00-{root.group(1)}{root.group(2)}-{parent.group(1)}-{flags}"
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """One span as the JSON object ``easel trace`` reads (ids in hex, times in epoch nanoseconds)."""
+    ctx = span.get_span_context()
+    assert ctx is not None
+    parent = span.parent
+    status = span.status
+    return {
+        "trace_id": format(ctx.trace_id, "032x"),
+        "span_id": format(ctx.span_id, "016x"),
+        "parent_id": format(parent.span_id, "016x") if parent is not None else None,
+        "name": span.name,
+        "service": str(span.resource.attributes.get("service.name", "")),
+        "kind": span.kind.name,
+        "start": span.start_time,
+        "end": span.end_time,
+        "status": status.status_code.name,
+        "status_message": status.description,
+        "attributes": dict(span.attributes or {}),
+        "events": [
+            {"name": e.name, "time": e.timestamp, "attributes": dict(e.attributes or {})} for e in span.events
+        ],
+        "links": [
+            {
+                "trace_id": format(link.context.trace_id, "032x"),
+                "span_id": format(link.context.span_id, "016x"),
+            }
+            for link in span.links
+        ],
+    }
+
+
+class JsonlSpanExporter:
+    """Appends each span as one JSON line to ``path`` (one file per process: no interleaved writes).
+
+    A ``SpanExporter`` by its methods, not by inheritance, so this module imports without the SDK."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        lines = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 (the SDK's signature)
+        return True
