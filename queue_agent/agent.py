@@ -42,6 +42,7 @@ from queue_agent.notify import Notifier
 from queue_agent.outputs import OutputWriter
 from queue_agent.prefetch import Prefetcher
 from queue_agent.prepare import Preparer, input_policy
+from queue_agent.progress import ProgressRecorder
 from queue_agent.runtimes import Runtime, batch_runtime, make_runtime
 from queue_agent.settings import AgentSettings
 from queue_agent.settle import SettlePolicy, Settler
@@ -138,6 +139,7 @@ class Agent:
             prepare=self.preparer.prepare,
             give_back=self.settler.give_back,
         )
+        self.progress = ProgressRecorder(self.state.record_progress, period=settings.agent_progress_seconds)
         self.executor = Executor(
             settings,
             runtime=self.runtime,
@@ -147,6 +149,7 @@ class Agent:
             shutdown=self.shutdown,
             give_back=lambda job: self.settler.give_back(job.received, job),
             on_runtime_lost=self._runtime_lost,
+            progress=self.progress,
         )
         self.finisher = Finisher(
             settler=self.settler,
@@ -155,6 +158,7 @@ class Agent:
             acks=self.acks,
             heartbeat=self.heartbeat,
             stats=self.stats,
+            progress=self.progress,
         )
         self._run_started = threading.Event()
         self._loop_failed = False

@@ -11,7 +11,8 @@ it by its own receive count), runtime time is shared in proportion to images.
 call when the task is canceled in the table, exceeds ``EASEL_TASK_TIMEOUT_SECONDS``, or the shutdown grace
 period is over (in a batch: a canceled member only drops its outputs; the runtime is interrupted once every
 member is canceled); it repeats an interrupt the runtime may have missed, and gives the message back when a
-wedged runtime ignores it past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``.
+wedged runtime ignores it past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``. It also records the running jobs'
+progress (:mod:`queue_agent.progress`: loading, step n of N; the finisher records uploading).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from easel.clock import utcnow
-from easel.contract import Task, TaskStatus
+from easel.contract import ProgressPhase, Task, TaskStatus
 from easel.errors import TaskConflict
 from queue_agent.errors import AlreadyDone, RuntimeUnavailable, TaskCanceled, TaskTimeout
 from queue_agent.job import AlreadyTerminal, Canceled, Failed, Generated, Job, Outcome, Returned, Trained
 from queue_agent.notify import Notifier
+from queue_agent.progress import ProgressRecorder
 from queue_agent.runtimes import Runtime, batch_runtime
 from queue_agent.settings import AgentSettings
 from queue_agent.shutdown import GracefulShutdown
@@ -52,8 +54,10 @@ class Executor:
         give_back: Callable[[Job], None],
         on_runtime_lost: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        progress: ProgressRecorder | None = None,
     ) -> None:
         self._settings = settings
+        self._progress = progress
         self._runtime = runtime
         self._state = state
         self._notifier = notifier
@@ -83,6 +87,9 @@ class Executor:
             now = self._clock()
             for job in jobs:
                 job.run_started = now
+                if self._progress is not None:
+                    first = ProgressPhase.LOADING if job.request.needs_model else ProgressPhase.GENERATING
+                    self._progress.enter(job, first)
         # The processing transitions run beside the model check and the generation (off the critical path).
         started: list[Future[Task]] = [self._aux.submit(self.start, job) for job in jobs]
         results: list[Outcome | Exception] | None = None
@@ -112,7 +119,10 @@ class Executor:
                 pass  # flags on the job say what happened
             except Exception as exc:
                 own = own or exc
-            outcomes.append(self._outcome(job, mine, own))
+            outcome = self._outcome(job, mine, own)
+            if self._progress is not None and not isinstance(outcome, Generated | Trained):
+                self._progress.end(job)  # nothing to upload: the task keeps its last progress
+            outcomes.append(outcome)
         return outcomes
 
     def _call_runtime(self, jobs: list[Job]) -> list[Outcome | Exception] | None:
@@ -129,6 +139,9 @@ class Executor:
             self._stats.runtime_call(switch, generate=False, switched=True)
         if all(job.cancel_requested.is_set() for job in jobs):
             return None
+        if self._progress is not None:
+            for job in jobs:
+                self._progress.enter(job, ProgressPhase.GENERATING)
         total = sum(job.images for job in jobs)
         for job in jobs:
             # Runtime time is shared in proportion to images (cost accounting per task).
@@ -198,6 +211,8 @@ class Executor:
             raise
         job.started_task = task
         job.span.add_event("processing")
+        if self._progress is not None:
+            self._progress.flush(job)  # the queue wait is known now (and the phase the run is in)
         if task.webhook and "start" in task.webhook_events_filter:
             # Only tasks whose webhook asked for "start" get a processing notification.
             try:
@@ -242,6 +257,9 @@ class Executor:
                 if canceled and not job.cancel_requested.is_set():
                     job.cancel_requested.set()
                     self.interrupt(job, "canceled")
+        if self._progress is not None:
+            # Step n of N for every member still wanted (one runtime question for a whole batch).
+            self._progress.tick([j for j in jobs if not _stopping(j)], self._runtime.progress)
 
     def interrupt(self, job: Job, why: str) -> None:
         """Interrupt the runtime for ``job``, only while it runs (an interrupt must never reach the next

@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Any
 
-from easel.contract import Task, TaskStatus
+from easel.contract import ProgressPhase, Task, TaskStatus
 from easel.contract.tasks import TrainLoraInput
 from easel.errors import TaskConflict
 from queue_agent.errors import RuntimeFault
@@ -22,6 +22,7 @@ from queue_agent.heartbeat import Heartbeat
 from queue_agent.job import AlreadyTerminal, Canceled, Failed, Generated, Job, Outcome, Returned, Trained
 from queue_agent.lanes import Acks
 from queue_agent.outputs import OutputWriter, suffix
+from queue_agent.progress import ProgressRecorder
 from queue_agent.settle import Settler
 from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
@@ -41,8 +42,10 @@ class Finisher:
         acks: Acks,
         heartbeat: Heartbeat,
         stats: AgentStats,
+        progress: ProgressRecorder | None = None,
     ) -> None:
         self._settler = settler
+        self._progress = progress
         self._state = state
         self._outputs = outputs
         self._acks = acks
@@ -96,6 +99,8 @@ class Finisher:
     # -- outcomes ------------------------------------------------------------------------------------------
     def finish(self, job: Job, outcome: Outcome) -> None:
         """Carry out one outcome (on this thread; a test may call it directly)."""
+        if self._progress is not None and isinstance(outcome, Generated | Trained):
+            self._progress.final(job, ProgressPhase.UPLOADING)  # written before the upload starts
         match outcome:
             case Generated(images):
                 self._complete(job, images)

@@ -1,12 +1,19 @@
 """Task progress as a tenant sees it: the agent records the phase, step n of N and the queue wait.
 
-The executor says which phase the running job is in (:meth:`ProgressRecorder.phase`: loading the model,
-generating, uploading) and the heartbeat's watch calls :meth:`ProgressRecorder.tick` on its fast cadence;
-while generating, the runtime's progress fraction becomes ``step`` of the job's ``steps``. A write happens
-only when the value changed and at most once per ``period`` seconds (phase changes are written at once),
-and only once the task is ``processing`` (the store refuses progress on any other status), so it costs at
-most about one conditional DynamoDB write a second per pod while a task runs. Progress is best effort:
-a failed write is logged and never disturbs the job.
+Who calls what (each on a thread off the runtime's critical path, or without a store write):
+
+    executor, run thread    enter(job, LOADING | GENERATING)    state only, no write
+    executor, start helper  flush(job)                          right after -> processing: the queue wait
+    heartbeat's watch       tick(jobs, runtime.progress)        the running job(s), throttled
+    finisher                final(job, UPLOADING)               before the upload, then forgotten
+    executor, run thread    end(job)                            any other outcome: forgotten, no write
+
+While generating, the runtime's progress fraction (asked once per tick, for every member of a batch)
+becomes ``step`` of the job's ``steps``. A write happens only when the value changed and at most once per
+``period`` seconds per task (a phase change is written at the next tick), and only once the task is
+``processing`` (the store refuses progress on any other status), so it costs at most about one conditional
+DynamoDB write a second per running task. Progress is best effort: a failed write or runtime question is
+logged and never disturbs the job.
 
     {"phase": "generating", "step": 7, "steps": 20, "queue_seconds": 3.2, "updated_at": "..."}
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -44,8 +51,8 @@ def nominal_steps(message: QueueMessage) -> int:
 
 @dataclass
 class _Running:
-    job_id: str
     phase: ProgressPhase
+    changed: bool = True  # a phase not written yet: the next tick writes it, whatever the period
     written: tuple[Any, ...] | None = None
     written_at: float = float("-inf")
 
@@ -64,35 +71,73 @@ class ProgressRecorder:
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
-        self._running: _Running | None = None
+        # Held over deciding and writing, so two threads' writes of one task land in the order decided (a
+        # tick's step never lands after the finisher's uploading). Never taken by enter (the run thread).
+        self._write_lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+
+    def enter(self, job: _Job, phase: ProgressPhase) -> None:
+        """The job entered ``phase`` (no write here: the run thread calls it between runtime calls)."""
+        with self._lock:
+            running = self._running.setdefault(job.message.id, _Running(phase))
+            if running.phase is not phase:
+                running.phase, running.changed = phase, True
 
     def phase(self, job: _Job, phase: ProgressPhase, *, fraction: float | None = None) -> None:
         """The job entered ``phase``: recorded now (if the task is processing yet), then by :meth:`tick`."""
-        with self._lock:
-            if self._running is None or self._running.job_id != job.message.id:
-                self._running = _Running(job.message.id, phase)
-            self._running.phase = phase
+        self.enter(job, phase)
         self._record(job, fraction, force=True)
 
-    def tick(self, job: _Job | None, fraction: Callable[[], float | None]) -> None:
-        """From the watch: record the running job's progress if it changed (at most once a period)."""
-        if job is None:
-            return
-        with self._lock:
-            running = self._running
-        if running is None or running.job_id != job.message.id:
-            return
-        if self._clock() - running.written_at < self._period:
-            return  # not due: do not even ask the runtime
-        value = fraction() if running.phase is ProgressPhase.GENERATING else None
-        self._record(job, value, force=False)
+    def flush(self, job: _Job) -> None:
+        """Record the job's phase now if it changed (e.g. it just became processing: the queue wait)."""
+        self._record(job, None, force=False, due=True)
 
-    def _record(self, job: _Job, fraction: float | None, *, force: bool) -> None:
+    def final(self, job: _Job, phase: ProgressPhase) -> None:
+        """Record the job's last phase now (uploading) and forget it."""
+        with self._lock:
+            known = job.message.id in self._running
+        if known:
+            self.phase(job, phase)
+        self.end(job)
+
+    def end(self, job: _Job) -> None:
+        """Forget the job (its run is over): no more writes for it."""
+        with self._lock:
+            self._running.pop(job.message.id, None)
+
+    def tick(self, jobs: Sequence[_Job], fraction: Callable[[], float | None]) -> None:
+        """From the watch: record the running jobs' progress where it changed (at most once a period each).
+        The runtime is asked only when a generating job is due, and once for all of them (one batch)."""
+        now = self._clock()
+        with self._lock:
+            due = [
+                (job, running)
+                for job in jobs
+                if job.started_task is not None
+                and (running := self._running.get(job.message.id)) is not None
+                and (running.changed or now - running.written_at >= self._period)
+            ]
+        if not due:
+            return
+        value = None
+        if any(running.phase is ProgressPhase.GENERATING for _, running in due):
+            try:
+                value = fraction()
+            except Exception as exc:  # the runtime's answer is best effort too
+                log.warning("runtime progress unavailable", extra={"error": str(exc)})
+        for job, _ in due:
+            self._record(job, value, force=False)
+
+    def _record(self, job: _Job, fraction: float | None, *, force: bool, due: bool = False) -> None:
+        with self._write_lock:
+            self._record_locked(job, fraction, force=force, due=due)
+
+    def _record_locked(self, job: _Job, fraction: float | None, *, force: bool, due: bool) -> None:
         task = job.started_task
         with self._lock:
-            running = self._running
-            if task is None or running is None or running.job_id != job.message.id:
-                return  # not processing yet: the store would refuse it; the next tick records it
+            running = self._running.get(job.message.id)
+            if task is None or running is None:
+                return  # not processing yet (the store would refuse it; the next tick records it), or over
             steps = nominal_steps(job.message)
             step = None
             if running.phase is ProgressPhase.GENERATING:
@@ -100,10 +145,10 @@ class ProgressRecorder:
             elif running.phase is ProgressPhase.UPLOADING:
                 step = steps
             key = (running.phase, step)
-            due = force or self._clock() - running.written_at >= self._period
+            due = due or force or running.changed or self._clock() - running.written_at >= self._period
             if key == running.written or not due:
                 return
-            running.written, running.written_at = key, self._clock()
+            running.written, running.written_at, running.changed = key, self._clock(), False
         started = task.started_at or self._now()
         progress = {
             "phase": str(running.phase),

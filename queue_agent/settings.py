@@ -73,6 +73,9 @@ class AgentSettings(BaseSettings):
     # How long the head of a batch may wait for more compatible tasks, and only while received messages are
     # still being prepared: a lone task never waits.
     agent_batch_max_wait_seconds: Annotated[float, Field(ge=0, le=10)] = 0.25
+    # How often a running task's progress (step n of N) may be written to the table, at most (one
+    # conditional write per task per period; phase changes are written at once).
+    agent_progress_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     agent_emf: bool = True
     agent_log_level: str = "INFO"
     # TEST ONLY, never set in production: exact origins (e.g. "http://127.0.0.1:8123") from which inputs may

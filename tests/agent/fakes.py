@@ -50,6 +50,8 @@ class RuntimeControl:
     ignore_interrupt: bool = False
     # Public LoRAs of the models store; None accepts any name (404 lora_not_found for others otherwise).
     public_loras: set[str] | None = None
+    # What GET /sdapi/v1/progress answers while a generation runs (0.5 when None).
+    progress: float | None = None
 
 
 class FakeRuntime:
@@ -145,7 +147,11 @@ class FakeRuntime:
 
         @app.get("/sdapi/v1/progress")
         def progress() -> dict[str, Any]:
-            return {"progress": 0.5 if self._generating else 0.0, "state": {"job_count": self._generating}}
+            running = 0.5 if c.progress is None else c.progress
+            return {
+                "progress": running if self._generating else 0.0,
+                "state": {"job_count": self._generating},
+            }
 
         def refused_lora(body: dict[str, Any]) -> JSONResponse | None:
             for lora in body.get("loras", []):

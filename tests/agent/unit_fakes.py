@@ -87,6 +87,7 @@ class FakeStore:
         self.fingerprints: dict[tuple[str, str], str] = {}
         self.unavailable = 0  # the next N calls raise StoreUnavailable
         self.attempts: dict[tuple[str, str], int] = {}
+        self.progress_writes: list[tuple[str, dict[str, Any]]] = []
 
     def _gate(self) -> None:
         if self.unavailable:
@@ -106,6 +107,18 @@ class FakeStore:
             return self.tasks[key], False
         self.tasks[key], self.fingerprints[key] = task, fingerprint
         return task, True
+
+    def record_progress(self, tenant: str, task_id: str, progress: dict[str, Any]) -> bool:
+        """Like the store: only while processing (the write is listed only when it lands)."""
+        self._gate()
+        current = self.tasks.get((tenant, task_id))
+        if current is None or current.status is not TaskStatus.PROCESSING:
+            return False
+        self.tasks[(tenant, task_id)] = Task.model_validate(
+            {**current.model_dump(mode="json"), "progress": progress}
+        )
+        self.progress_writes.append((task_id, progress))
+        return True
 
     def transition(
         self,
