@@ -16,15 +16,7 @@ Cancel (``interrupt``): a prompt still queued is removed (POST /queue {"delete":
 interrupted (POST /interrupt, between steps and nodes). Readiness: GET /system_stats (ComfyUI has no
 /health). ComfyUI picks its checkpoints inside the workflow, so there is no model switch.
 
-Errors, onto the agent's tree:
-
-    connect error, dropped connection, 502/503/504            -> RuntimeUnavailable (retryable)
-    400 from /prompt with a value_not_in_list on a *ckpt_name  -> ModelMissing       (permanent, names node)
-    400 from /prompt otherwise (invalid_prompt, node errors)   -> RuntimeRejected    (permanent, names node)
-    execution_error of a node                                  -> NodeFailed         (permanent: node id,
-                                                                  type and message), except an out-of-
-                                                                  memory error -> RuntimeFault (unknown)
-    anything else >= 400, nonsense answers                     -> RuntimeFault       (unknown)
+Errors map onto the agent's tree as :mod:`queue_agent.runtimes.comfyui_answers` lists.
 """
 
 from __future__ import annotations
@@ -42,17 +34,23 @@ import httpx
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from easel.contract import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
+from easel.contract import PipelineInput
 from queue_agent.errors import (
-    ModelMissing,
-    NodeFailed,
     RuntimeFault,
     RuntimeRejected,
     RuntimeUnavailable,
     Unsupported,
 )
 from queue_agent.runtimes import RuntimeRequest
+from queue_agent.runtimes.comfyui_answers import (
+    answer_json,
+    node_failure,
+    node_order,
+    prompt_refusal,
+    refusal,
+)
 from queue_agent.runtimes.health import RuntimeHealth, wait_until_ready
+from queue_agent.runtimes.workflow_only import WorkflowOnly
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ PIPELINE = "pipeline"
 Connect = Callable[[str], ClientConnection]
 
 
-class ComfyUiRuntime:
+class ComfyUiRuntime(WorkflowOnly):
     """One ComfyUI, one prompt at a time (the agent serializes); ``http`` and ``ws_connect`` are injected."""
 
     def __init__(
@@ -96,45 +94,6 @@ class ComfyUiRuntime:
     def wait_ready(self, timeout: float, *, stop: threading.Event | None = None, **poll: Any) -> bool:
         return wait_until_ready(self.health, timeout, stop=stop, **poll)
 
-    # -- what a workflow runtime does not do -------------------------------------------------------------
-    def ensure_model(self, store_path: str) -> bool:
-        del store_path  # the workflow's loader nodes name their checkpoints
-        return False
-
-    def generation_request(
-        self,
-        data: GenerationInput,
-        *,
-        init_images: list[bytes],
-        lora_names: dict[str, str],
-        mask: bytes | None = None,
-        control_images: list[bytes] | None = None,
-    ) -> RuntimeRequest:
-        del data, init_images, lora_names, mask, control_images
-        raise Unsupported("a comfyui runtime runs pipeline tasks (ComfyUI workflows), not SD WebUI requests")
-
-    def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest:
-        del data, image
-        raise Unsupported("upscale tasks need the Easel runtime or a stock SD WebUI (extras), not ComfyUI")
-
-    def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
-        del data, images, model
-        raise Unsupported("train-lora needs the Easel runtime (kind diffusers)")
-
-    def train(self, request: RuntimeRequest) -> dict[str, Any]:
-        del request
-        raise Unsupported("train-lora needs the Easel runtime (kind diffusers)")
-
-    def private_lora(self, tenant: str, name: str) -> dict[str, Any] | None:
-        del tenant, name
-        return None
-
-    def put_private_lora(
-        self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
-    ) -> dict[str, Any]:
-        del tenant, name, data, source_etag
-        raise Unsupported("a comfyui runtime takes LoRAs from its workflow's loader nodes only")
-
     # -- the pipeline ------------------------------------------------------------------------------------
     def pipeline_request(self, data: PipelineInput, *, images: dict[str, bytes]) -> RuntimeRequest:
         return RuntimeRequest(PIPELINE, {"prompt": data.workflow}, files=dict(images))
@@ -168,7 +127,7 @@ class ComfyUiRuntime:
             data={"type": "input", "overwrite": "true"},
             timeout=60.0,
         )
-        answer = _json(r)
+        answer = answer_json(r)
         if answer.get("name") != name:
             raise RuntimeFault(f"upload of input image '{name}' was stored as '{answer.get('name')}'")
 
@@ -184,10 +143,10 @@ class ComfyUiRuntime:
     def _queue_prompt(self, workflow: dict[str, Any]) -> str:
         r = self._http_call("POST", "/prompt", json={"prompt": workflow, "client_id": self.client_id})
         if r.status_code == 400:
-            raise _prompt_refusal(r)
+            raise prompt_refusal(r)
         if r.status_code >= 400:
             raise self._refusal("POST /prompt", r)
-        prompt_id = _json(r).get("prompt_id")
+        prompt_id = answer_json(r).get("prompt_id")
         if not isinstance(prompt_id, str) or not prompt_id:
             raise RuntimeFault("POST /prompt: answer has no prompt_id")
         return prompt_id
@@ -219,7 +178,7 @@ class ComfyUiRuntime:
                     with self._lock:
                         self._progress = min(max(value / top, 0.0), 1.0)
             elif kind == "execution_error" and data.get("prompt_id") == prompt_id:
-                raise _node_failure(data)
+                raise node_failure(data)
             elif kind == "execution_interrupted" and data.get("prompt_id") == prompt_id:
                 raise RuntimeFault(f"the workflow was interrupted at node {data.get('node_id')}")
             elif (kind == "execution_success" and data.get("prompt_id") == prompt_id) or (
@@ -231,12 +190,12 @@ class ComfyUiRuntime:
         """GET /history/<id> until the prompt is there (done or failed); the polling fallback too."""
         while True:
             r = self._call("GET", f"/history/{prompt_id}", timeout=30.0)
-            entry = _json(r).get(prompt_id)
+            entry = answer_json(r).get(prompt_id)
             if isinstance(entry, dict):
                 status = entry.get("status") or {}
                 for event, data in status.get("messages") or []:
                     if event == "execution_error" and isinstance(data, dict):
-                        raise _node_failure(data)
+                        raise node_failure(data)
                     if event == "execution_interrupted" and isinstance(data, dict):
                         raise RuntimeFault(f"the workflow was interrupted at node {data.get('node_id')}")
                 if status.get("status_str") == "error":
@@ -253,7 +212,7 @@ class ComfyUiRuntime:
         if not isinstance(outputs, dict):
             raise RuntimeFault(f"history of {prompt_id}: outputs is not an object")
         images: list[bytes] = []
-        for node_id in sorted(outputs, key=_node_order):
+        for node_id in sorted(outputs, key=node_order):
             for item in (outputs[node_id] or {}).get("images") or []:
                 if not isinstance(item, dict) or item.get("type") != "output":
                     continue  # PreviewImage writes "temp" files: not results
@@ -309,57 +268,4 @@ class ComfyUiRuntime:
 
     @staticmethod
     def _refusal(what: str, r: httpx.Response) -> Exception:
-        if r.status_code in (502, 503, 504):
-            return RuntimeUnavailable(f"{what}: {r.status_code}")
-        if r.status_code in (400, 404, 413):
-            return RuntimeRejected(f"runtime refused {what} ({r.status_code}): {r.text[:200]}")
-        return RuntimeFault(f"{what}: HTTP {r.status_code}: {r.text[:200]}")
-
-
-def _prompt_refusal(r: httpx.Response) -> Exception:
-    """A 400 from POST /prompt: the graph's first node error, named by node id and type."""
-    try:
-        body = r.json()
-    except ValueError:
-        return RuntimeRejected(f"ComfyUI refused the workflow: {r.text[:200]}")
-    error = body.get("error") if isinstance(body, dict) else None
-    node_errors = body.get("node_errors") if isinstance(body, dict) else None
-    if isinstance(node_errors, dict):
-        for node_id, entry in sorted(node_errors.items(), key=lambda kv: _node_order(kv[0])):
-            class_type = entry.get("class_type", "?") if isinstance(entry, dict) else "?"
-            for err in entry.get("errors", []) if isinstance(entry, dict) else []:
-                if not isinstance(err, dict):
-                    continue
-                where = f"node {node_id} ({class_type})"
-                text = f"{err.get('message', '')}: {err.get('details', '')}".strip(": ")
-                input_name = str((err.get("extra_info") or {}).get("input_name", ""))
-                if err.get("type") == "value_not_in_list" and input_name.endswith("ckpt_name"):
-                    return ModelMissing(f"{where}: {text}")
-                return RuntimeRejected(f"ComfyUI refused the workflow: {where}: {text}")
-    if isinstance(error, dict):
-        text = f"{error.get('message', '')} {error.get('details', '')}".strip()
-        return RuntimeRejected(f"ComfyUI refused the workflow: {text}")
-    return RuntimeRejected(f"ComfyUI refused the workflow: {str(error)[:200]}")
-
-
-def _node_failure(data: dict[str, Any]) -> Exception:
-    node_id, node_type = data.get("node_id"), data.get("node_type")
-    message = str(data.get("exception_message", ""))[:300]
-    exception_type = str(data.get("exception_type", ""))
-    if "OutOfMemory" in exception_type:
-        return RuntimeFault(f"node {node_id} ({node_type}) ran out of memory: {message}")
-    return NodeFailed(str(node_id), str(node_type), message)
-
-
-def _node_order(node_id: str) -> tuple[int, int | str]:
-    return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
-
-
-def _json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        data = r.json()
-    except ValueError:
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not JSON") from None
-    if not isinstance(data, dict):
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not a JSON object")
-    return data
+        return refusal(what, r)

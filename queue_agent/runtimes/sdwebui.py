@@ -43,7 +43,8 @@ from queue_agent.errors import (
 )
 from queue_agent.runtimes import RuntimeRequest
 from queue_agent.runtimes.health import RuntimeHealth
-from queue_agent.runtimes.webui import WebUiRuntime, _detail
+from queue_agent.runtimes.webui import WebUiRuntime
+from queue_agent.runtimes.webui_answers import error_detail
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class SdWebUiRuntime(WebUiRuntime):
         self, what: str, r: httpx.Response, not_found: Callable[[str], Exception] | None
     ) -> Exception:
         del not_found  # the Easel runtime\'s 404 convention; the WebUI says "RuntimeError" instead
-        detail = _detail(r)
+        detail = error_detail(r)
         error, errors = _fields(r)
         status = r.status_code
         if status in (502, 503, 504):

@@ -11,8 +11,6 @@ other 4xx/5xx, undecodable answer          -> RuntimeFault         (unknown)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 import time
@@ -27,12 +25,12 @@ from queue_agent.errors import (
     LoraMissing,
     ModelMissing,
     RuntimeFault,
-    RuntimeRejected,
     RuntimeUnavailable,
     Unsupported,
 )
 from queue_agent.runtimes import RuntimeRequest
 from queue_agent.runtimes.health import RuntimeHealth, wait_until_ready
+from queue_agent.runtimes.webui_answers import answer_json, decode_images, item_error, refusal
 from queue_agent.runtimes.webui_bodies import runtime_body, train_body, upscale_body
 
 log = logging.getLogger(__name__)
@@ -81,7 +79,7 @@ class WebUiRuntime:
     # -- model --------------------------------------------------------------------------------------------
     def current_model(self) -> str | None:
         r = self._call("GET", "/sdapi/v1/options", timeout=30.0)
-        value = _json(r).get("sd_model_checkpoint")
+        value = answer_json(r).get("sd_model_checkpoint")
         model = str(value) if value is not None else None
         self._remember(model)
         return model
@@ -94,7 +92,7 @@ class WebUiRuntime:
             timeout=self._generate_timeout,
             not_found=lambda detail: ModelMissing(f"runtime has no model '{store_path}': {detail}"),
         )
-        _json(r)
+        answer_json(r)
         self._remember(store_path)
 
     def ensure_model(self, store_path: str) -> bool:
@@ -152,9 +150,9 @@ class WebUiRuntime:
         """POST /sdapi/v1/{txt2img|img2img|extra-single-image}; returns the decoded images."""
         kind = request.kind
         r = self._call("POST", f"/sdapi/v1/{kind}", json=request.body, timeout=self._generate_timeout)
-        answer = _json(r)
+        answer = answer_json(r)
         # Extras answer one "image"; generations a list of "images".
-        out = _images(kind, {"images": [answer.get("image")]} if "image" in answer else answer)
+        out = decode_images(kind, {"images": [answer.get("image")]} if "image" in answer else answer)
         self._model_seen = time.monotonic()  # alive, and still on the model we know
         return out
 
@@ -173,7 +171,7 @@ class WebUiRuntime:
         r = self._call(
             "POST", path, json={"items": [r.body for r in requests]}, timeout=self._generate_timeout
         )
-        items = _json(r).get("items")
+        items = answer_json(r).get("items")
         if not isinstance(items, list) or len(items) != len(requests):
             raise RuntimeFault(f"txt2img-batch: answer has no 'items' list of {len(requests)}")
         out: list[list[bytes] | Exception] = []
@@ -182,18 +180,18 @@ class WebUiRuntime:
                 out.append(RuntimeFault(f"txt2img-batch: items[{i}] is not an object"))
             elif item.get("status") == 200:
                 try:
-                    out.append(_images(f"txt2img-batch items[{i}]", item))
+                    out.append(decode_images(f"txt2img-batch items[{i}]", item))
                 except RuntimeFault as exc:
                     out.append(exc)
             else:
-                out.append(_item_error(path, item))
+                out.append(item_error(path, item))
         self._model_seen = time.monotonic()
         return out
 
     def train(self, request: RuntimeRequest) -> dict[str, Any]:
         """POST /easel/v1/train-lora (Easel runtime only); the answer as JSON (``weights_b64`` when asked)."""
         r = self._call("POST", "/easel/v1/train-lora", json=request.body, timeout=self._generate_timeout)
-        result = _json(r)
+        result = answer_json(r)
         self._model_seen = time.monotonic()
         return result
 
@@ -213,7 +211,7 @@ class WebUiRuntime:
             if "HTTP 405" in str(exc):
                 return None  # not an Easel runtime; the PUT says so with a clear error
             raise
-        return _json(r)
+        return answer_json(r)
 
     def put_private_lora(
         self, tenant: str, name: str, data: bytes, *, source_etag: str | None = None
@@ -238,7 +236,7 @@ class WebUiRuntime:
             if "HTTP 405" in str(exc):
                 raise unsupported from None
             raise
-        return _json(r)
+        return answer_json(r)
 
     def progress(self) -> float | None:
         """GET /sdapi/v1/progress: the running call's fraction done (0..1); None if unknown. Never raises."""
@@ -295,73 +293,4 @@ class WebUiRuntime:
         self, what: str, r: httpx.Response, not_found: Callable[[str], Exception] | None
     ) -> Exception:
         """The agent's error for an answer >= 400 (a stock WebUI adapter maps its own answers)."""
-        detail = _detail(r)
-        if r.status_code == 503:
-            return RuntimeUnavailable(f"{what}: 503 {detail}")
-        if r.status_code == 404 and not_found is not None:
-            return not_found(detail)
-        if r.status_code == 404 and _code(r) == "lora_not_found":
-            return LoraMissing(f"runtime refused {what}: {detail}")
-        if r.status_code in (400, 404, 413, 422):
-            return RuntimeRejected(f"runtime refused {what} ({r.status_code}): {detail}")
-        return RuntimeFault(f"{what}: HTTP {r.status_code}: {detail}")
-
-
-def _images(kind: str, data: dict[str, Any]) -> list[bytes]:
-    images = data.get("images")
-    if not isinstance(images, list):
-        raise RuntimeFault(f"{kind}: answer has no 'images' list")
-    out = []
-    for i, item in enumerate(images):
-        if not isinstance(item, str):
-            raise RuntimeFault(f"{kind}: images[{i}] is not a string")
-        _, _, b64 = item.rpartition(",")  # tolerate data: URLs
-        try:
-            out.append(base64.b64decode(b64, validate=True))
-        except (binascii.Error, ValueError):
-            raise RuntimeFault(f"{kind}: images[{i}] is not base64") from None
-    return out
-
-
-def _item_error(path: str, item: dict[str, Any]) -> Exception:
-    """One batch item's refusal, mapped as the same status of a lone generation is."""
-    status, code = item.get("status"), str(item.get("error", ""))
-    detail = str(item.get("detail", code))[:300]
-    what = f"POST {path}"
-    if status == 404 and code == "lora_not_found":
-        return LoraMissing(f"runtime refused {what}: {detail}")
-    if status == 404 and code == "model_not_found":
-        return ModelMissing(f"runtime has no model: {detail}")
-    if status in (400, 404, 413, 422):
-        return RuntimeRejected(f"runtime refused {what} ({status}): {detail}")
-    return RuntimeFault(f"{what}: item status {status}: {detail}")
-
-
-def _json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        data = r.json()
-    except ValueError:
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not JSON") from None
-    if not isinstance(data, dict):
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not a JSON object")
-    return data
-
-
-def _code(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return ""
-    return str(data.get("error", "")) if isinstance(data, dict) else ""
-
-
-def _detail(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return r.text[:300]
-    if isinstance(data, dict):
-        for key in ("detail", "error", "message", "errors"):
-            if key in data:
-                return str(data[key])[:300]
-    return str(data)[:300]
+        return refusal(what, r, not_found)
