@@ -102,7 +102,7 @@ class Agent:
         self._cold_start_logged = False
         self.heartbeat = Heartbeat(
             self.lanes,
-            extend_to=settings.visibility_timeout_seconds,
+            extend_to=settings.hold_visibility_seconds,
             period=settings.heartbeat_seconds,
             watch_period=min(0.25, settings.agent_cancel_poll_seconds),
             on_watch=lambda: self.executor.watch(),

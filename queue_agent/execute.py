@@ -8,10 +8,11 @@ member's own error fails that member only, an error of the whole call goes to ev
 it by its own receive count), runtime time is shared in proportion to images.
 
 :meth:`Executor.watch` is called by the heartbeat thread on its fast cadence. It interrupts the running
-call when the task is canceled in the table, exceeds ``EASEL_TASK_TIMEOUT_SECONDS``, or the shutdown grace
-period is over (in a batch: a canceled member only drops its outputs; the runtime is interrupted once every
-member is canceled); it repeats an interrupt the runtime may have missed, and gives the message back when a
-wedged runtime ignores it past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``. It also records the running jobs'
+call when the task is canceled in the table, exceeds ``EASEL_TASK_TIMEOUT_SECONDS``, or, once shutdown is
+requested, will not finish before the drain deadline (its progress says so) or reaches it (in a batch: a
+canceled member only drops its outputs; the runtime is interrupted once every member is canceled); it
+repeats an interrupt the runtime may have missed, and gives the message back when a wedged runtime ignores
+a shutdown interrupt past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``. It also records the running jobs'
 progress (:mod:`queue_agent.progress`: loading, step n of N; the finisher records uploading).
 """
 
@@ -32,7 +33,7 @@ from queue_agent.notify import Notifier
 from queue_agent.progress import ProgressRecorder
 from queue_agent.runtimes import Runtime, batch_runtime
 from queue_agent.settings import AgentSettings
-from queue_agent.shutdown import GracefulShutdown
+from queue_agent.shutdown import GracefulShutdown, finishes_in_time
 from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
 
@@ -229,12 +230,20 @@ class Executor:
             return
         now = self._clock()
         started = jobs[0].run_started
-        if self._shutdown.requested.is_set() and self._shutdown.past_grace():
-            if not jobs[0].shutdown_interrupted:
+        if self._shutdown.requested.is_set() and not jobs[0].shutdown_interrupted:
+            why = None
+            if self._shutdown.past_grace():
+                why = "drain deadline reached"
+            elif self._finishes_in_time(jobs[0], now) is False:  # None: cannot tell yet
+                why = "drain: the task would not finish before the deadline"
+            if why is not None:
                 for job in jobs:
                     job.shutdown_interrupted = True
-                self.interrupt(jobs[0], "shutdown grace period over")
-            elif self._shutdown.past_grace(self._settings.agent_interrupt_wait_seconds):
+                    job.shutdown_interrupted_at = now
+                self.interrupt(jobs[0], why)
+        elif self._shutdown.requested.is_set():
+            at = jobs[0].shutdown_interrupted_at
+            if at is not None and now - at >= self._settings.agent_interrupt_wait_seconds:
                 for job in jobs:
                     if not job.returned:
                         # A wedged runtime must not take the task down with it: the message goes back now.
@@ -260,6 +269,24 @@ class Executor:
         if self._progress is not None:
             # Step n of N for every member still wanted (one runtime question for a whole batch).
             self._progress.tick([j for j in jobs if not _stopping(j)], self._runtime.progress)
+
+    def _finishes_in_time(self, job: Job, now: float) -> bool | None:
+        """The drain's question for the running job (:func:`queue_agent.shutdown.finishes_in_time`), from the
+        runtime's progress; a runtime that cannot answer counts as no progress."""
+        assert job.run_started is not None
+        elapsed = now - job.run_started
+        try:
+            fraction = self._runtime.progress()
+        except Exception as exc:
+            log.warning("progress unavailable during drain", extra={**job.ids, "error": str(exc)})
+            fraction = None
+        return finishes_in_time(
+            elapsed=elapsed,
+            fraction=fraction,
+            timeout_left=self._settings.task_timeout_seconds - elapsed,
+            deadline_left=self._shutdown.remaining(),
+            margin=self._settings.agent_drain_margin_seconds,
+        )
 
     def interrupt(self, job: Job, why: str) -> None:
         """Interrupt the runtime for ``job``, only while it runs (an interrupt must never reach the next

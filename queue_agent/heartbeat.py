@@ -1,10 +1,11 @@
 """The heartbeat thread: keeps held messages invisible, and watches the running task.
 
-Every message the agent holds (prefetched or running, until its delete or release) gets its visibility
-extended to the queue's visibility timeout once per period (a quarter of it by default), in batches, so
-a crashed agent's messages come back within one visibility timeout. The running task is also watched,
-on a faster cadence: its status in the table (a cancel set by the API), its timeout, and the shutdown
-grace period. What to do then is the agent's business (callbacks), the heartbeat only notices.
+Every message the agent holds (prefetched or running, until its delete or release) was received with a
+short visibility (``EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS``, 60 s by default) and gets it renewed once per
+period (a quarter of it by default), in batches, so a dead agent's messages, running or prefetched, are
+visible again within that short window instead of the queue's visibility timeout. The running task is also
+watched, on a faster cadence: its status in the table (a cancel set by the API), its timeout, and the
+drain deadline. What to do then is the agent's business (callbacks), the heartbeat only notices.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ class Job:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
     shutdown_interrupted: bool = False
+    shutdown_interrupted_at: float | None = None
     returned: bool = False
     run_started: float | None = None
     last_interrupt: float | None = None

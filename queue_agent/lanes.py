@@ -59,8 +59,10 @@ class Lanes:
         self._sqs = sqs
         self.urls = {Lane.HIGH: high_url, Lane.NORMAL: normal_url}
 
-    def receive(self, lane: Lane, count: int, wait: int) -> list[Received]:
-        """Up to ``count`` messages of one lane, long-polling ``wait`` seconds."""
+    def receive(self, lane: Lane, count: int, wait: int, *, visibility: int | None = None) -> list[Received]:
+        """Up to ``count`` messages of one lane, long-polling ``wait`` seconds; hidden for ``visibility``
+        seconds (the queue's visibility timeout when None)."""
+        extra: dict[str, Any] = {} if visibility is None else {"VisibilityTimeout": int(visibility)}
         url = self.urls[lane]
         with aws_call(f"receive {lane} lane"):
             resp = self._sqs.receive_message(
@@ -69,6 +71,7 @@ class Lanes:
                 WaitTimeSeconds=wait,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 MessageAttributeNames=["All"],
+                **extra,
             )
         out = []
         for m in resp.get("Messages", []):

@@ -178,7 +178,11 @@ class Prefetcher:
                 wait = self._settings.agent_normal_wait_seconds
             self.polling.set()
             try:
-                got = self._lanes.receive(lane, slots, wait)
+                # Short visibility, renewed by the heartbeat while held: if this process dies, what it
+                # holds (prefetched or running) is visible again within it, not the queue's timeout.
+                got = self._lanes.receive(
+                    lane, slots, wait, visibility=self._settings.hold_visibility_seconds
+                )
                 errors = 0
             except Exception:
                 errors += 1

@@ -53,12 +53,21 @@ class AgentSettings(BaseSettings):
     # waits for an in-flight poll) and costs fewer requests while idle. 0 would busy-poll: not allowed.
     agent_high_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
     agent_normal_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
-    # Default: a quarter of the visibility timeout (capped at 60 s) so two beats may fail before expiry.
+    # Visibility asked for at receive and renewed by the heartbeat for every held message (prefetched or
+    # running), capped at the queue's. Short, so a dead agent's messages are visible again within about this
+    # long instead of the queue's visibility timeout (sized for a whole task).
+    agent_receive_visibility_seconds: Annotated[int, Field(ge=1, le=43200)] = 60
+    # Default: a quarter of the hold visibility (capped at 60 s) so two beats may fail before expiry.
     agent_heartbeat_seconds: Annotated[float | None, Field(gt=0)] = None
     agent_cancel_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
     agent_backoff_base_seconds: Annotated[int, Field(ge=0)] = 5
     agent_backoff_cap_seconds: Annotated[int, Field(ge=0, le=43200)] = 600
+    # The drain deadline: seconds after SIGTERM (or GET /drain) by which the running task must be over. The
+    # chart sets it per capacity type (config ``runtimes[].drain``): a spot notice, or the grace period.
     agent_shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 25.0
+    # Reserved before the deadline for what follows a generation (upload, succeeded write, notification):
+    # a task is let run only if its progress says it ends at least this long before the deadline.
+    agent_drain_margin_seconds: Annotated[float, Field(ge=0)] = 5.0
     # Past the grace period the runtime is interrupted; if the generation still has not returned this much
     # later, the message is returned anyway, and after twice this the process exits (0) regardless.
     agent_interrupt_wait_seconds: Annotated[float, Field(gt=0)] = 5.0
@@ -105,10 +114,11 @@ class AgentSettings(BaseSettings):
     def _consistent(self) -> AgentSettings:
         if not self.models:
             raise ValueError("EASEL_MODELS: must name at least one model")
-        if self.heartbeat_seconds >= self.visibility_timeout_seconds:
+        if self.heartbeat_seconds >= self.hold_visibility_seconds:
             raise ValueError(
-                "EASEL_AGENT_HEARTBEAT_SECONDS: must be below EASEL_VISIBILITY_TIMEOUT_SECONDS "
-                f"({self.visibility_timeout_seconds})"
+                "EASEL_AGENT_HEARTBEAT_SECONDS: must be below the hold visibility "
+                f"({self.hold_visibility_seconds} s: EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS capped at "
+                "EASEL_VISIBILITY_TIMEOUT_SECONDS)"
             )
         if self.agent_batch_max_images > 1 and self.agent_lora_style != "field":
             raise ValueError(
@@ -123,10 +133,15 @@ class AgentSettings(BaseSettings):
         return max(self.agent_prefetch, self.agent_batch_max_images)
 
     @property
+    def hold_visibility_seconds(self) -> int:
+        """Visibility of a held message: asked for at receive, renewed by the heartbeat."""
+        return min(self.agent_receive_visibility_seconds, self.visibility_timeout_seconds)
+
+    @property
     def heartbeat_seconds(self) -> float:
         if self.agent_heartbeat_seconds is not None:
             return self.agent_heartbeat_seconds
-        return min(60.0, self.visibility_timeout_seconds / 4)
+        return min(60.0, self.hold_visibility_seconds / 4)
 
     @property
     def allowed_input_buckets(self) -> frozenset[str]:

@@ -19,7 +19,7 @@ from queue_agent.heartbeat import Heartbeat
 from queue_agent.job import Canceled, Failed, Generated, Job, Returned
 from queue_agent.outputs import PNG_MAGIC, OutputWriter
 from queue_agent.settings import AgentSettings
-from queue_agent.shutdown import GracefulShutdown
+from queue_agent.shutdown import GracefulShutdown, finishes_in_time
 from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
 from tests.agent.unit_fakes import (
@@ -280,7 +280,10 @@ def test_executor_watch_sees_a_cancel_in_the_table() -> None:
 def test_executor_shutdown_interrupts_after_grace_then_gives_back_a_wedged_runtime() -> None:
     h = Harness()
 
+    # The runtime reports no progress: no estimate, so the deadline itself is the backstop.
+
     def during() -> None:
+        h.clock.advance(1)
         h.shutdown.request("SIGTERM")
         h.executor.watch()
         assert h.runtime.interrupts == 0  # within the grace period the task may finish
@@ -293,6 +296,93 @@ def test_executor_shutdown_interrupts_after_grace_then_gives_back_a_wedged_runti
 
     h.runtime.during = during
     assert h.executor.run(h.job) == Returned()
+
+
+def test_executor_drain_interrupts_at_once_a_task_that_would_not_finish() -> None:
+    """10 % done after 10 s: 90 s more, past a 25 s deadline. Interrupted at the first watch, message back."""
+    h = Harness()
+    h.runtime.fraction = 0.1
+
+    def during() -> None:
+        h.clock.advance(10)
+        h.executor.watch()
+        assert h.runtime.interrupts == 0  # no shutdown yet: nothing to decide
+        h.shutdown.request("SIGTERM")
+        h.executor.watch()
+        assert h.runtime.interrupts == 1
+
+    h.runtime.during = during
+    assert h.executor.run(h.job) == Returned()
+    assert h.given_back == [h.job]
+
+
+def test_executor_drain_lets_a_task_finish_that_will_and_reconsiders_when_it_slows() -> None:
+    h = Harness()
+    h.runtime.fraction = 0.5
+
+    def during() -> None:
+        h.clock.advance(4)  # 4 s more to go: 4 + 5 s margin within 25 s
+        h.shutdown.request("SIGTERM")
+        h.executor.watch()
+        assert h.runtime.interrupts == 0
+        h.clock.advance(6)
+        h.runtime.fraction = 0.55  # slower: ~8.2 s more, 19 s left (14 after the margin)
+        h.executor.watch()
+        assert h.runtime.interrupts == 0
+        h.clock.advance(6)
+        h.runtime.fraction = 0.6  # ~10.7 s more, 13 s left (8 after the margin): too late
+        h.executor.watch()
+        assert h.runtime.interrupts == 1
+
+    h.runtime.during = during
+    assert h.executor.run(h.job) == Returned()
+
+
+def test_executor_drain_ends_normally_when_the_task_finishes_in_time() -> None:
+    h = Harness()
+    h.runtime.fraction = 0.8
+
+    def during() -> None:
+        h.clock.advance(8)
+        h.shutdown.request("SIGTERM")
+        h.executor.watch()
+
+    h.runtime.during = during
+    assert h.executor.run(h.job) == Generated(h.runtime.images)
+    assert h.runtime.interrupts == 0 and h.given_back == []
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "fraction", "timeout_left", "deadline_left", "expected"),
+    [
+        (10, 0.5, 890, 100, True),  # 10 s more, well inside 100 - 5
+        (10, 0.1, 890, 100, True),  # 90 s more: just inside 95
+        (10, 0.09, 890, 100, False),  # ~101 s more
+        (10, None, 890, 100, None),  # the runtime cannot say: no estimate (yet)
+        (0, 0.5, 890, 100, None),  # not measurable yet
+        (10, 0.0, 890, 100, None),  # no step done yet
+        (10, None, 60, 900, True),  # on-demand: the task timeout ends it before the deadline anyway
+        (10, 1.0, 890, 100, True),  # done, only the upload left
+        (10, 1.0, 890, 4, False),  # not even the margin left
+    ],
+)
+def test_finishes_in_time(
+    elapsed: float,
+    fraction: float | None,
+    timeout_left: float,
+    deadline_left: float,
+    expected: bool | None,
+) -> None:
+    assert (
+        finishes_in_time(
+            elapsed=elapsed,
+            fraction=fraction,
+            timeout_left=timeout_left,
+            deadline_left=deadline_left,
+            margin=5,
+        )
+        is expected
+    )
 
 
 def test_executor_reports_a_lost_runtime() -> None:

@@ -177,3 +177,75 @@ def test_sigterm_with_a_runtime_that_ignores_interrupt(stack: Stack, spawn) -> N
     assert stack.task("wedged").status == "processing"
     assert stack.task("waiting").status == "queued"
     assert any(ln["msg"] == "loop stuck past the grace period; exiting" for ln in agent.lines())
+
+
+# -- recovery without waiting out timeouts (chaos) ------------------------------------------------------------
+def test_sigkill_holding_a_running_and_two_prefetched_tasks(stack: Stack, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A killed agent (no drain at all) held one running and two prefetched messages, received with a 3 s
+    visibility its heartbeat renewed. The queue's own visibility is 300 s: the tasks can only come back in
+    time because the renewals stopped with the process. Another agent completes each exactly once."""
+    stack.set_lane(visibility=300, max_receive=5)
+    stack.runtime.control.hold_seconds = 600
+    dead = spawn(EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS="3", EASEL_AGENT_PREFETCH="2")
+    dead.wait_ready()
+    for task_id in ("k1", "k2", "k3"):
+        stack.submit(task_id)
+    wait_for(lambda: stack.runtime.generation_calls(), 10, "generation started")
+    wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 3), 10, "one running, two prefetched")
+    dead.proc.kill()
+    assert dead.proc.wait(timeout=10) == -signal.SIGKILL
+    killed = time.monotonic()
+    stack.runtime.control.hold_seconds = 0
+    stack.runtime.release()  # the dead agent's generation ends; nobody reads its answer
+    with stack.running(agent_receive_visibility_seconds=3):
+        for task_id in ("k1", "k2", "k3"):
+            stack.wait_result(task_id, "succeeded", timeout=60)
+        recovered = time.monotonic() - killed
+    print(f"all three succeeded {recovered:.1f} s after SIGKILL (queue visibility 300 s)")
+    for task_id in ("k1", "k2", "k3"):
+        assert [r["status"] for r in stack.results_for(task_id)] == ["succeeded"]
+        assert stack.task(task_id).error is None
+    assert len(stack.runtime.generation_calls()) == 4  # the orphaned one, then each task once
+    assert stack.queue_counts(stack.normal_url) == (0, 0)
+
+
+def test_sigterm_lets_a_task_finish_that_will_end_before_the_deadline(stack: Stack, spawn) -> None:  # type: ignore[no-untyped-def]
+    stack.runtime.control.hold_seconds = 3
+    stack.runtime.control.progress = 0.9
+    agent = spawn(EASEL_AGENT_SHUTDOWN_GRACE_SECONDS="30")
+    agent.wait_ready()
+    stack.submit("soon")
+    wait_for(lambda: stack.runtime.generation_calls(), 10, "generation started")
+    assert agent.terminate() == 0
+    assert stack.runtime.interrupts == 0
+    assert stack.task("soon").status == "succeeded"
+    assert [r["status"] for r in stack.results_for("soon")] == ["succeeded"]
+    assert stack.queue_counts(stack.normal_url) == (0, 0)
+
+
+def test_sigterm_returns_at_once_a_task_that_would_miss_the_deadline(stack: Stack, spawn) -> None:  # type: ignore[no-untyped-def]
+    """1 % done: the rest would take far longer than the 60 s deadline, so the agent does not wait it out:
+    it interrupts the runtime and returns the message at once (queue visibility 300 s: a visible message
+    was returned, not expired). Nothing fails; another agent completes the task."""
+    stack.set_lane(visibility=300, max_receive=5)
+    stack.runtime.control.hold_seconds = 600
+    stack.runtime.control.progress = 0.01
+    agent = spawn(EASEL_AGENT_SHUTDOWN_GRACE_SECONDS="60")
+    agent.wait_ready()
+    stack.submit("long")
+    wait_for(lambda: stack.runtime.generation_calls(), 10, "generation started")
+    wait_for(lambda: stack.task("long").status == "processing", 10, "processing")
+    started = time.monotonic()
+    assert agent.terminate(timeout=60) == 0
+    returned = time.monotonic() - started
+    print(f"SIGTERM to message visible again (process exited): {returned:.2f} s; deadline 60 s")
+    assert stack.runtime.interrupts == 1
+    assert stack.queue_counts(stack.normal_url) == (1, 0)
+    assert stack.task("long").status == "processing" and stack.task("long").error is None
+    assert stack.results_for("long") == []
+    assert any("would not finish before the deadline" in str(ln.get("why")) for ln in agent.lines())
+    stack.runtime.control.hold_seconds = 0
+    with stack.running():
+        stack.wait_result("long", "succeeded", timeout=30)
+    assert [r["status"] for r in stack.results_for("long")] == ["succeeded"]
+    assert stack.task("long").error is None

@@ -261,6 +261,23 @@ def test_heartbeat_keeps_a_long_task_invisible(stack: Stack) -> None:
     assert stack.queue_counts(stack.normal_url) == (0, 0)
 
 
+@pytest.mark.slow
+def test_heartbeat_renews_the_short_receive_visibility_of_prefetched_messages(stack: Stack) -> None:
+    """Received with a 2 s visibility (the queue's is 300 s) and renewed by the heartbeat: the prefetched
+    tasks wait behind 3 s generations, longer than their visibility, and still run once each."""
+    stack.set_lane(visibility=300, max_receive=5)
+    stack.runtime.control.hold_seconds = 3
+    for task_id in ("p1", "p2", "p3"):
+        stack.submit(task_id)
+    with stack.running(agent_receive_visibility_seconds=2, agent_prefetch=2) as agent:
+        for task_id in ("p1", "p2", "p3"):
+            stack.wait_result(task_id, "succeeded", timeout=60)
+    assert len(stack.runtime.generation_calls()) == 3
+    assert [stack.task(t).attempts for t in ("p1", "p2", "p3")] == [1, 1, 1]
+    assert agent.heartbeat.extensions >= 4
+    assert stack.queue_counts(stack.normal_url) == (0, 0)
+
+
 # -- readiness -------------------------------------------------------------------------------------------------
 def test_readiness_waits_for_runtime_and_fails_visibly(
     stack: Stack, caplog: pytest.LogCaptureFixture

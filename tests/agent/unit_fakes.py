@@ -178,6 +178,7 @@ class SeamRuntime:
         self.calls: list[RuntimeRequest] = []
         self.during: Any = None
         self.error: BaseException | None = None
+        self.fraction: float | None = None  # what progress() answers
         self.ready = threading.Event()
         self.ready.set()
 
@@ -220,7 +221,7 @@ class SeamRuntime:
         return {"weights_b64": ""}
 
     def progress(self) -> float | None:
-        return None
+        return self.fraction
 
     def interrupt(self) -> bool:
         self.interrupts += 1
