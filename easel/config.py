@@ -128,6 +128,22 @@ class CapacityType(StrEnum):
     ON_DEMAND = "on-demand"
 
 
+class Drain(_Section):
+    """How a runtime's pods give their work back (docs/operations.md, "Recovery and drain")."""
+
+    # Visibility the agent asks for at receive and renews (heartbeat) while it holds a message, running or
+    # prefetched: a pod that dies without draining has its tasks visible again within about this long.
+    receive_visibility_seconds: Annotated[int, Field(ge=10, le=900)] = 60
+    # Seconds after SIGTERM by which the running task must be over, by capacity type. The agent lets the
+    # task finish only if its progress says it ends (plus a few seconds for the upload) before that;
+    # otherwise it interrupts it and returns the message at once. Spot: EC2's two-minute interruption
+    # notice, less the time Karpenter takes to cordon and evict and a margin for the return.
+    spot_deadline_seconds: Annotated[int, Field(ge=10, le=110)] = 90
+    # On-demand (scale-in, consolidation, expiry): unset means the task timeout, so a started task is never
+    # thrown away; the pod's termination grace period covers it.
+    on_demand_deadline_seconds: Annotated[int | None, Field(ge=10)] = None
+
+
 class Scaling(_Section):
     queue_length: Annotated[int, Field(ge=1)] = 1
     activation_queue_length: Annotated[int, Field(ge=0)] = 0
@@ -219,6 +235,18 @@ class RuntimeSpec(_Section):
     # What one GPU-hour of this pool costs you (blended spot/on-demand estimate); used by `easel costs`.
     gpu_hour_usd: Annotated[float, Field(ge=0)] = 1.0
     batching: Batching = Batching()
+    drain: Drain = Drain()
+
+    @property
+    def drain_deadline_seconds(self) -> int:
+        """``EASEL_AGENT_SHUTDOWN_GRACE_SECONDS`` of this runtime's agent: the shortest deadline of the
+        pool's capacity types (a pod cannot tell from SIGTERM whether its node is a spot node being
+        reclaimed), never more than the task timeout."""
+        deadlines = {
+            CapacityType.SPOT: self.drain.spot_deadline_seconds,
+            CapacityType.ON_DEMAND: self.drain.on_demand_deadline_seconds or self.task_timeout_seconds,
+        }
+        return min(self.task_timeout_seconds, *(deadlines[c] for c in self.capacity_types))
 
     @model_validator(mode="after")
     def _batching_needs_easel_runtime(self) -> RuntimeSpec:

@@ -153,6 +153,11 @@ def runtime_values(
             # Stock images write next to their code; the Easel runtime runs on a read-only root.
             "readOnlyRootFilesystem": runtime.profile.read_only_root,
         },
+        # Recovery (config `runtimes[].drain`): short held visibility, drain deadline per capacity type.
+        "agent": {
+            "shutdownGraceSeconds": runtime.drain_deadline_seconds,
+            "receiveVisibilitySeconds": runtime.drain.receive_visibility_seconds,
+        },
         "images": {
             kind: {"repository": image.repository, "tag": image.tag, "digest": image.digest}
             for kind, image in images.items()

@@ -345,6 +345,7 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     # Besides the contract: HOME (read-only root), the agent's tuning knobs the chart derives, extraEnv.
     tuning = {
         "EASEL_AGENT_SHUTDOWN_GRACE_SECONDS",
+        "EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS",
         "EASEL_AGENT_LORA_STYLE",
         "EASEL_AGENT_CONTROL_PEERS",
         "EASEL_AGENT_BATCH_MAX_IMAGES",
@@ -354,6 +355,7 @@ def test_agent_env_is_the_documented_contract(render: Render, value_set: str) ->
     assert set(env) - extra == agent_env_contract() - LOCAL_ONLY_ENV
     shutdown_grace = values["agent"]["shutdownGraceSeconds"] or values["runtime"]["taskTimeoutSeconds"]
     assert env["EASEL_AGENT_SHUTDOWN_GRACE_SECONDS"] == str(shutdown_grace)
+    assert env["EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS"] == str(values["agent"]["receiveVisibilitySeconds"])
     # A stock WebUI takes LoRAs as prompt tags.
     assert env.get("EASEL_AGENT_LORA_STYLE") == ("prompt" if values["runtime"]["kind"] == "sdwebui" else None)
     # Cross-task batching: only when enabled (and the Easel runtime), with the configured bounds.

@@ -107,6 +107,9 @@ def test_values_follow_the_config(chart_defaults: dict[str, Any]) -> None:
     assert dynamic["runtime"]["taskTimeoutSeconds"] == 600
     assert dynamic["runtime"]["visibilityTimeoutSeconds"] == 660
     assert dynamic["runtime"]["maxReceiveCount"] == 5
+    # Drain deadline per capacity type: on-demand only -> the task timeout; spot in the pool -> 90 s.
+    assert fixed["agent"] == {"shutdownGraceSeconds": 900, "receiveVisibilitySeconds": 60}
+    assert dynamic["agent"] == {"shutdownGraceSeconds": 90, "receiveVisibilitySeconds": 60}
     assert dynamic["nodePool"]["instanceTypes"] == ["g6e.xlarge"]
     assert dynamic["serviceAccount"]["name"] == "easel2-community"
     assert dynamic["fullnameOverride"] == "easel2-community"

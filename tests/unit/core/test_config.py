@@ -77,6 +77,11 @@ def test_shipped_configs_load() -> None:
             "monitoring.telemetry.trace_sampling_ratio",
             "less than or equal to 1",
         ),
+        (
+            lambda c: c["runtimes"][0].update(drain={"spot_deadline_seconds": 150}),
+            "runtimes.0.drain.spot_deadline_seconds",
+            "less than or equal to 110",
+        ),
         (lambda c: c["tenants"].append({"id": "acme"}), "tenants.2", "duplicate"),
         (lambda c: c.update(tenants=[]), "tenants", "at least 1"),
     ],
@@ -88,6 +93,26 @@ def test_bad_config_names_key_and_reason(mutate: Any, key: str, reason: str) -> 
         parse_config(data)
     assert info.value.key == key
     assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("capacity", "drain", "timeout", "deadline"),
+    [
+        (["spot"], {}, 900, 90),  # inside the two-minute notice
+        (["on-demand"], {}, 900, 900),  # a started task is never thrown away
+        (["spot", "on-demand"], {}, 900, 90),  # SIGTERM does not say which: the shorter
+        (["on-demand"], {"on_demand_deadline_seconds": 300}, 900, 300),
+        (["spot"], {"spot_deadline_seconds": 100}, 60, 60),  # never past the task timeout
+    ],
+)
+def test_drain_deadline_per_capacity_type(
+    capacity: list[str], drain: dict[str, int], timeout: int, deadline: int
+) -> None:
+    data = base()
+    data["runtimes"][0].update(capacity_types=capacity, drain=drain, task_timeout_seconds=timeout)
+    runtime = parse_config(data).runtimes[0]
+    assert runtime.drain_deadline_seconds == deadline
+    assert runtime.drain.receive_visibility_seconds == 60
 
 
 def test_missing_and_invalid_files(tmp_path: Path) -> None:
