@@ -128,6 +128,8 @@ def worker_specs(
             "EASEL_AGENT_PORT": str(agent_port),
             "EASEL_AGENT_BATCH_MAX_IMAGES": str(runtime.agent_batch_max_images),
             "EASEL_AGENT_BATCH_MAX_WAIT_SECONDS": str(runtime.batching.max_wait_seconds),
+            # As deployed: a killed local agent's messages come back within this, not the queue's timeout.
+            "EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS": str(runtime.drain.receive_visibility_seconds),
         }
         specs.append(
             ChildSpec(

@@ -63,7 +63,8 @@ def test_settings_from_the_documented_environment(monkeypatch: pytest.MonkeyPatc
     assert (s.max_input_bytes, s.max_input_pixels) == (1024, 4096 * 4096)
     assert s.runtime_url == "http://127.0.0.1:8080"
     assert (s.task_timeout_seconds, s.visibility_timeout_seconds, s.max_receive_count) == (60, 120, 5)
-    assert s.heartbeat_seconds == 30  # a quarter of the visibility timeout
+    # Held with the short receive visibility (60 s, below the queue's 120), renewed every quarter of it.
+    assert (s.hold_visibility_seconds, s.heartbeat_seconds) == (60, 15)
     assert s.agent_port == 9000
     assert (s.aws_region, s.aws_endpoint_url) == ("eu-west-1", "http://127.0.0.1:5000")
     assert s.agent_test_insecure_origins == []
@@ -73,8 +74,13 @@ def test_settings_defaults_and_heartbeat_cap(monkeypatch: pytest.MonkeyPatch) ->
     for k, v in REQUIRED.items():
         monkeypatch.setenv(k, v)
     s = AgentSettings()  # type: ignore[call-arg]
-    assert (s.visibility_timeout_seconds, s.heartbeat_seconds, s.max_receive_count) == (960, 60, 3)
+    assert (s.visibility_timeout_seconds, s.hold_visibility_seconds, s.max_receive_count) == (960, 60, 3)
+    assert s.heartbeat_seconds == 15
     assert s.agent_port == 8081 and s.input_buckets == [] and s.allowed_https_hosts == []
+    monkeypatch.setenv("EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS", "600")
+    assert AgentSettings().heartbeat_seconds == 60  # type: ignore[call-arg]  # capped
+    monkeypatch.setenv("EASEL_VISIBILITY_TIMEOUT_SECONDS", "40")
+    assert AgentSettings().hold_visibility_seconds == 40  # type: ignore[call-arg]  # never past the queue's
 
 
 def test_settings_are_not_read_at_import() -> None:

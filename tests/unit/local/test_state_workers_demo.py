@@ -120,6 +120,7 @@ def test_worker_specs_follow_the_process_contract(two_runtimes_config: EaselConf
     assert len({s.port for s in specs.values()}) == 4
     # Batching is off unless the runtime's config turns it on.
     assert env["EASEL_AGENT_BATCH_MAX_IMAGES"] == "1"
+    assert env["EASEL_AGENT_RECEIVE_VISIBILITY_SECONDS"] == "60"
 
 
 def test_batching_config_reaches_the_agent(two_runtimes_config: EaselConfig, tmp_path: Path) -> None:
