@@ -33,7 +33,7 @@ from queue_agent.notify import Notifier
 from queue_agent.progress import ProgressRecorder
 from queue_agent.runtimes import Runtime, batch_runtime
 from queue_agent.settings import AgentSettings
-from queue_agent.shutdown import GracefulShutdown, finishes_in_time
+from queue_agent.shutdown import GracefulShutdown
 from queue_agent.state import TaskState
 from queue_agent.telemetry import AgentStats
 
@@ -234,7 +234,15 @@ class Executor:
             why = None
             if self._shutdown.past_grace():
                 why = "drain deadline reached"
-            elif self._finishes_in_time(jobs[0], now) is False:  # None: cannot tell yet
+            elif (
+                self._shutdown.lets_finish(
+                    elapsed=now - started,
+                    fraction=self._runtime.progress(),  # the seam's progress() never raises
+                    timeout_left=self._settings.task_timeout_seconds - (now - started),
+                    margin=self._settings.agent_drain_margin_seconds,
+                )
+                is False
+            ):  # None: cannot tell yet
                 why = "drain: the task would not finish before the deadline"
             if why is not None:
                 for job in jobs:
@@ -269,24 +277,6 @@ class Executor:
         if self._progress is not None:
             # Step n of N for every member still wanted (one runtime question for a whole batch).
             self._progress.tick([j for j in jobs if not _stopping(j)], self._runtime.progress)
-
-    def _finishes_in_time(self, job: Job, now: float) -> bool | None:
-        """The drain's question for the running job (:func:`queue_agent.shutdown.finishes_in_time`), from the
-        runtime's progress; a runtime that cannot answer counts as no progress."""
-        assert job.run_started is not None
-        elapsed = now - job.run_started
-        try:
-            fraction = self._runtime.progress()
-        except Exception as exc:
-            log.warning("progress unavailable during drain", extra={**job.ids, "error": str(exc)})
-            fraction = None
-        return finishes_in_time(
-            elapsed=elapsed,
-            fraction=fraction,
-            timeout_left=self._settings.task_timeout_seconds - elapsed,
-            deadline_left=self._shutdown.remaining(),
-            margin=self._settings.agent_drain_margin_seconds,
-        )
 
     def interrupt(self, job: Job, why: str) -> None:
         """Interrupt the runtime for ``job``, only while it runs (an interrupt must never reach the next

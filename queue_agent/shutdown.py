@@ -77,6 +77,18 @@ class GracefulShutdown:
         deadline = self._deadline
         return deadline is not None and self._clock() >= deadline + extra
 
+    def lets_finish(
+        self, *, elapsed: float, fraction: float | None, timeout_left: float, margin: float
+    ) -> bool | None:
+        """:func:`finishes_in_time` against the time left before this drain's deadline."""
+        return finishes_in_time(
+            elapsed=elapsed,
+            fraction=fraction,
+            timeout_left=timeout_left,
+            deadline_left=self.remaining(),
+            margin=margin,
+        )
+
     def remaining(self) -> float:
         deadline = self._deadline
         return self.grace_seconds if deadline is None else max(0.0, deadline - self._clock())
