@@ -1,19 +1,13 @@
-"""The execute stage (the agent's main thread): one job at a time through the runtime, and its watch.
+"""The execute stage (the agent's main thread): one job, or a batch of compatible jobs
+(:mod:`queue_agent.batching`), through the runtime, and its watch.
 
-:meth:`Executor.run` switches the model if needed and generates (or trains), while the processing
-transition runs beside it on a helper thread (off the runtime's critical path). It returns the job's
-:data:`~queue_agent.job.Outcome`; the finisher carries it out. :meth:`Executor.run_batch` does the same for
-several compatible jobs as one generation (:mod:`queue_agent.batching`), with one outcome per job: a
-member's own error fails that member only, an error of the whole call goes to every member (each settles
-it by its own receive count), runtime time is shared in proportion to images.
-
-:meth:`Executor.watch` is called by the heartbeat thread on its fast cadence. It interrupts the running
-call when the task is canceled in the table, exceeds ``EASEL_TASK_TIMEOUT_SECONDS``, or, once shutdown is
-requested, will not finish before the drain deadline (its progress says so) or reaches it (in a batch: a
-canceled member only drops its outputs; the runtime is interrupted once every member is canceled); it
-repeats an interrupt the runtime may have missed, and gives the message back when a wedged runtime ignores
-a shutdown interrupt past ``EASEL_AGENT_INTERRUPT_WAIT_SECONDS``. It also records the running jobs'
-progress (:mod:`queue_agent.progress`: loading, step n of N; the finisher records uploading).
+:meth:`Executor.run_batch` switches the model if needed and generates (or trains) while the processing
+transition runs on a helper thread, and returns one :data:`~queue_agent.job.Outcome` per job: a member's own
+error fails that member only, an error of the whole call goes to every member, runtime time is shared in
+proportion to images. :meth:`Executor.watch` (the heartbeat thread's fast cadence) interrupts the call on a
+cancel (in a batch: once every member is canceled), on ``EASEL_TASK_TIMEOUT_SECONDS``, or during shutdown
+when progress says the drain deadline will be missed; it repeats a missed interrupt, returns the message of
+a runtime that ignores a shutdown interrupt, and records progress (:mod:`queue_agent.progress`).
 """
 
 from __future__ import annotations
