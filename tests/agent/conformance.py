@@ -69,13 +69,10 @@ def a1111(prompt: str, *, steps: int = 2, seed: int = 1, model: str = "sd15", **
     return TaskShape("text-to-image", body, model)
 
 
-class SdWebUiFakeBackend:
-    name = "sdwebui-fake"
-    kind = "sdwebui"
-    models = {"sd15": "sd15.safetensors", "other": "other", "ghost": "ghost"}
+class _FakeBackend:
+    """A backend served by an in-process fake: its lifecycle and the hold/release of a generation."""
 
-    def __init__(self) -> None:
-        self.fake = FakeSdWebUi()
+    fake: Any
 
     @property
     def url(self) -> str:
@@ -96,6 +93,15 @@ class SdWebUiFakeBackend:
 
     def generating(self) -> bool:
         return self.fake.generating.is_set()
+
+
+class SdWebUiFakeBackend(_FakeBackend):
+    name = "sdwebui-fake"
+    kind = "sdwebui"
+    models = {"sd15": "sd15.safetensors", "other": "other", "ghost": "ghost"}
+
+    def __init__(self) -> None:
+        self.fake = FakeSdWebUi()
 
     def ok(self, *, model: str = "sd15", seed: int = 1) -> TaskShape:
         return a1111("a red fox", seed=seed, model=model, loras=[{"name": "style", "weight": 0.5}])
@@ -213,7 +219,7 @@ def workflow(
     return graph
 
 
-class ComfyUiFakeBackend:
+class ComfyUiFakeBackend(_FakeBackend):
     name = "comfyui-fake"
     kind = "comfyui"
     models = {"sd15": "sd15", "other": "other", "ghost": "ghost"}
@@ -221,26 +227,6 @@ class ComfyUiFakeBackend:
     def __init__(self) -> None:
         self.fake = FakeComfyUi()
         self.input_uri = ""
-
-    @property
-    def url(self) -> str:
-        return self.fake.url
-
-    def up(self) -> None:
-        self.fake.up()
-
-    def down(self) -> None:
-        self.fake.down()
-
-    def hold(self) -> None:
-        self.fake.control.hold = True
-
-    def release(self) -> None:
-        self.fake.control.hold = False
-        self.fake.release()
-
-    def generating(self) -> bool:
-        return self.fake.generating.is_set()
 
     def setup(self, put: Callable[[str, bytes], str]) -> None:
         self.input_uri = put("inputs/photo.png", png(64, 64, (10, 200, 10)))
