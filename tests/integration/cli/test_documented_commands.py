@@ -36,6 +36,7 @@ ELSEWHERE: list[tuple[str, str]] = [
     (r"^npx aws-cdk", "needs the CDK CLI from npm and, except synth, an AWS account (synth: see make synth)"),
     (r"^docker ", "needs a Docker engine"),
     (r'^eval "\$\(aws ', "needs an AWS account"),
+    (r"^for \w+ in [^;]*; do (aws|kubectl|helm) ", "needs an AWS account"),
     (r"<ApiEndpoint>|execute-api\.<region>|--secret-arn <", "needs a deployed stack"),
     (r"^easel deploy ", "checks a deployed stack (needs an AWS account)"),
 ]
@@ -57,7 +58,9 @@ def documented_commands() -> list[Command]:
                 line = re.split(r"\s{2,}#", line)[0].strip()  # aligned trailing comments
                 if not line or line.startswith("#"):
                     continue
-                for part in line.split("; "):
+                # A shell loop is one command; other `a; b` lines are several.
+                parts = [line] if line.startswith("for ") else line.split("; ")
+                for part in parts:
                     out.append(Command(doc.name, " ".join(part.split())))
     return out
 
