@@ -171,6 +171,7 @@ def print_task(task: dict[str, Any], as_json: bool) -> None:
 TASK_TYPES = ("text-to-image", "image-to-image", "train-lora", "upscale")
 PRIORITIES = ("high", "normal", "low")
 WAIT = typer.Option(False, "--wait", "-w", help="show progress until the task is terminal")
+OUT = typer.Option(None, "--out", "-o", help="save the images in this folder (implies --wait)")
 TIMEOUT = typer.Option(900.0, "--timeout", help="seconds to wait (the task itself keeps running)")
 POLL = typer.Option(1.0, "--poll", help="seconds between progress polls", hidden=True)
 
@@ -292,7 +293,7 @@ def register(app: typer.Typer) -> None:
             None, "--file", "-f", help="a task request as JSON (docs/api.md); flags override its fields"
         ),
         wait: bool = WAIT,
-        out: Path = typer.Option(None, "--out", "-o", help="save the images in this folder (implies --wait)"),
+        out: Path = OUT,
         timeout: float = TIMEOUT,
         poll: float = POLL,
         endpoint: str = ENDPOINT,
@@ -359,7 +360,7 @@ def register(app: typer.Typer) -> None:
     def status(
         task_id: str = typer.Argument(..., help="the task id (from `easel submit` or `easel tasks`)"),
         wait: bool = WAIT,
-        out: Path = typer.Option(None, "--out", "-o", help="save the images in this folder (implies --wait)"),
+        out: Path = OUT,
         timeout: float = TIMEOUT,
         poll: float = POLL,
         endpoint: str = ENDPOINT,

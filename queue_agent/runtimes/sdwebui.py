@@ -177,11 +177,7 @@ class SdWebUiRuntime(WebUiRuntime):
 
     def skip(self) -> bool:
         """Skip the current image of a batch (the rest still run). Best effort, never raises."""
-        try:
-            return self._http.post("/sdapi/v1/skip", timeout=5.0).status_code < 400
-        except httpx.HTTPError as exc:
-            log.warning("runtime skip failed", extra={"error": str(exc)})
-            return False
+        return self._best_effort_post("/sdapi/v1/skip", "skip")
 
     # -- errors ------------------------------------------------------------------------------------------
     def _refusal(

@@ -249,10 +249,14 @@ class WebUiRuntime:
 
     def interrupt(self) -> bool:
         """Best effort: stop the running generation between steps. Never raises."""
+        return self._best_effort_post("/sdapi/v1/interrupt", "interrupt")
+
+    def _best_effort_post(self, path: str, what: str) -> bool:
+        """A control call (interrupt, skip): True if taken; a failure is logged, never raised."""
         try:
-            return self._http.post("/sdapi/v1/interrupt", timeout=5.0).status_code < 400
+            return self._http.post(path, timeout=5.0).status_code < 400
         except httpx.HTTPError as exc:
-            log.warning("runtime interrupt failed", extra={"error": str(exc)})
+            log.warning(f"runtime {what} failed", extra={"error": str(exc)})
             return False
 
     # -- plumbing -------------------------------------------------------------------------------------------
