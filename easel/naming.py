@@ -7,10 +7,11 @@ are tokens, which concatenate fine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from easel.config import EaselConfig
-from easel.contract.tasks import Lane
+from easel.contract.tasks import OUTPUT_PREFIX_PATTERN, RESERVED_PREFIXES, Lane
 
 LANES: tuple[Lane, ...] = (Lane.HIGH, Lane.NORMAL)
 
@@ -110,8 +111,18 @@ def tenant_prefix(tenant: str) -> str:
 
 def output_dir(tenant: str, task_id: str, prefix: str | None = None) -> str:
     """A task's output folder; ``prefix`` (compat ``prefix``/``save_dir``) replaces ``tasks`` but stays
-    inside the tenant's own prefix."""
+    inside the tenant's own prefix: a prefix that could leave it (``..``, ``/``-led, empty segments) or take
+    a reserved folder (``inputs``, ``loras``) raises ValueError here, whoever built it."""
+    if prefix is not None and not safe_output_prefix(prefix):
+        raise ValueError(f"output prefix '{prefix[:80]}' is not 1-4 plain segments inside the tenant prefix")
     return f"tenants/{tenant}/{prefix or 'tasks'}/{task_id}/"
+
+
+def safe_output_prefix(prefix: str) -> bool:
+    """Whether ``prefix`` may name outputs inside a tenant's prefix (:data:`OUTPUT_PREFIX_PATTERN`: every
+    segment starts with a letter or digit, so no ``.``/``..`` segment; not a reserved folder)."""
+    head = prefix.split("/", 1)[0]
+    return bool(re.fullmatch(OUTPUT_PREFIX_PATTERN, prefix)) and head not in RESERVED_PREFIXES
 
 
 def output_key(tenant: str, task_id: str, index: int, ext: str = "png", prefix: str | None = None) -> str:

@@ -78,8 +78,8 @@ class Agent:
         self.lanes = Lanes(sqs, high_url=settings.high_queue_url, normal_url=settings.normal_queue_url)
         self.acks = Acks(self.lanes)
         self.state = TaskState(store)
-        self.notifier = Notifier(session.client("sns", **kw), settings.results_topic_arn, store)
         self.outputs = OutputWriter(s3, settings.outputs_bucket)
+        self.notifier = Notifier(session.client("sns", **kw), settings.results_topic_arn, store, self.outputs)
         self.runtime = runtime or make_runtime(
             runtime_http,
             generate_timeout=settings.task_timeout_seconds + 30,

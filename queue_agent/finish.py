@@ -17,6 +17,7 @@ from typing import Any
 from easel.contract import ProgressPhase, Task, TaskStatus
 from easel.contract.tasks import TrainLoraInput
 from easel.errors import TaskConflict
+from queue_agent import compat
 from queue_agent.errors import RuntimeFault
 from queue_agent.heartbeat import Heartbeat
 from queue_agent.job import AlreadyTerminal, Canceled, Failed, Generated, Job, Outcome, Returned, Trained
@@ -123,8 +124,14 @@ class Finisher:
                 getattr(task.input, "output_format", "png"),
                 getattr(task.input, "jpeg_quality", 80),
             )
+            prefix = task.output_prefix
             with job.stage("upload", **{"easel.images": len(images)}):
-                uris = self._outputs.upload(task.tenant, task.id, images, output_format=fmt, quality=quality)
+                uris = self._outputs.upload(
+                    task.tenant, task.id, images, output_format=fmt, quality=quality, prefix=prefix
+                )
+                if task.compat is not None:  # its .out beside the images, before the task says succeeded
+                    document = compat.encode(compat.succeeded_document(task, images))
+                    self._outputs.put_result_document(task.tenant, task.id, document, prefix)
             try:
                 done = self._state.succeed(task, uris, _metrics(job, task))
             except TaskConflict as exc:
@@ -132,7 +139,7 @@ class Finisher:
                     raise
                 if exc.current.status is TaskStatus.CANCELED:
                     # Canceled between the end of generation and this write: its outputs must not stay.
-                    self._outputs.discard(task.tenant, task.id, len(images), suffix(fmt))
+                    self._outputs.discard(task.tenant, task.id, len(images), suffix(fmt), prefix)
                 self._settler.notify_and_ack(job, exc.current, skipped=True)
                 return
             self._settler.notify_and_ack(job, done)

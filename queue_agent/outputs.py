@@ -1,4 +1,6 @@
-"""Output upload to deterministic keys ``tenants/<tenant>/tasks/<id>/<n>.<png|jpg|webp>`` (first writer wins).
+"""Output upload to deterministic keys ``tenants/<tenant>/tasks/<id>/<n>.<png|jpg|webp>`` (first writer wins);
+a task's ``output_prefix`` (compat ``prefix``/``save_dir``) takes the place of ``tasks``, still inside the
+tenant's prefix (:func:`easel.naming.output_dir` refuses anything else).
 
 The suffix and Content-Type follow the task's ``output_format``; the runtime already encodes in that format
 (with the infotext), and anything else it answers (a stock WebUI set otherwise) is converted here.
@@ -17,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from easel.naming import lora_key, output_key
+from easel.naming import lora_key, output_key, result_document_key
 from queue_agent.errors import RuntimeFault, aws_call
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,27 @@ class OutputWriter:
         self._s3 = s3
         self._bucket = bucket
 
-    def uri(self, tenant: str, task_id: str, index: int, ext: str = "png") -> str:
-        return f"s3://{self._bucket}/{output_key(tenant, task_id, index, ext)}"
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def uri(self, tenant: str, task_id: str, index: int, ext: str = "png", prefix: str | None = None) -> str:
+        return f"s3://{self._bucket}/{output_key(tenant, task_id, index, ext, prefix)}"
 
     def upload(
-        self, tenant: str, task_id: str, images: list[bytes], *, output_format: str = "png", quality: int = 80
+        self,
+        tenant: str,
+        task_id: str,
+        images: list[bytes],
+        *,
+        output_format: str = "png",
+        quality: int = 80,
+        prefix: str | None = None,
     ) -> list[str]:
         _, ext, content_type = FORMATS[output_format]
         uris = []
         for n, data in enumerate(images):
-            key = output_key(tenant, task_id, n, ext)
+            key = output_key(tenant, task_id, n, ext, prefix)
             try:
                 with aws_call("upload output"):
                     self._s3.put_object(
@@ -95,8 +108,16 @@ class OutputWriter:
                 if exc.response.get("Error", {}).get("Code", "") not in _EXISTS:
                     raise
                 log.info("output exists, kept", extra={"task_id": task_id, "key": key})
-            uris.append(self.uri(tenant, task_id, n, ext))
+            uris.append(self.uri(tenant, task_id, n, ext, prefix))
         return uris
+
+    def put_result_document(self, tenant: str, task_id: str, body: bytes, prefix: str | None = None) -> str:
+        """The stable-diffusion-on-eks ``<id>.out`` JSON beside a compat task's images. Overwrites: it is
+        written once per terminal state, from that state only, so a rewrite writes the same bytes."""
+        key = result_document_key(tenant, task_id, prefix)
+        with aws_call("upload result document"):
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        return f"s3://{self._bucket}/{key}"
 
     def upload_lora(self, tenant: str, name: str, data: bytes) -> str:
         """A trained adapter to ``tenants/<tenant>/loras/<name>.safetensors``.
@@ -119,7 +140,9 @@ class OutputWriter:
         except Exception:
             log.exception("could not discard lora", extra={"tenant": tenant, "lora": name})
 
-    def discard(self, tenant: str, task_id: str, count: int, ext: str = "png") -> None:
+    def discard(
+        self, tenant: str, task_id: str, count: int, ext: str = "png", prefix: str | None = None
+    ) -> None:
         """Best effort removal of a canceled task's outputs."""
         if count <= 0:
             return
@@ -128,7 +151,9 @@ class OutputWriter:
                 self._s3.delete_objects(
                     Bucket=self._bucket,
                     Delete={
-                        "Objects": [{"Key": output_key(tenant, task_id, n, ext)} for n in range(count)],
+                        "Objects": [
+                            {"Key": output_key(tenant, task_id, n, ext, prefix)} for n in range(count)
+                        ],
                         "Quiet": True,
                     },
                 )

@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, Tracer
 from easel.contract import QueueMessage, TaskType, parse_queue_message
 from easel.contract.tasks import GenerationInput, PipelineInput, TrainLoraInput, UpscaleInput
 from easel.errors import FieldError
+from queue_agent import compat
 from queue_agent.batching import batch_key, images_of
 from queue_agent.errors import Unsupported
 from queue_agent.inputs import InputFetcher, InputPolicy
@@ -83,6 +84,7 @@ class Preparer:
                 # Canceled while queued, or a duplicate of a finished task: its notification once, then ack.
                 self._settler.notify_and_ack(job, task, skipped=True)
                 return None
+            compat.check_prefix(task)
             job.store_path = self.store_path(message)
             with job.stage("fetch inputs"):
                 job.request, lora_names = self._request(message, job.store_path)

@@ -109,11 +109,9 @@ def present(
 
 
 def output_location(task: Task, outputs_bucket: str) -> str:
-    """Where the task's outputs land, as stable-diffusion-on-eks reports it (no trailing slash).
-
-    ``task.output_prefix`` is validated and carried to the agent, but the agent still writes every task
-    under ``tasks/`` (it honours the prefix in a later change): report where the images really are."""
-    return f"s3://{outputs_bucket}/{output_dir(task.tenant, task.id).rstrip('/')}"
+    """Where the task's outputs land, as stable-diffusion-on-eks reports it (no trailing slash): the agent
+    writes them, and a compat task's ``.out``, under ``tenants/<tenant>/<output_prefix or 'tasks'>/<id>``."""
+    return f"s3://{outputs_bucket}/{output_dir(task.tenant, task.id, task.output_prefix).rstrip('/')}"
 
 
 def _own_objects(task: Task, outputs_bucket: str) -> list[tuple[str, str]]:

@@ -162,7 +162,7 @@ def test_split_ignores_only_what_cannot_change_pixels() -> None:
 def test_trailing_slash_as_the_reference_test_script_posts(deps: Deps) -> None:
     status, body = invoke(event("POST", "/v1alpha2/", body=sample("v1alpha2/t2i.json")))
     assert status == 200, body
-    assert body["output_location"].endswith("/tenants/acme/tasks/test-t2i")
+    assert body["output_location"].endswith("/tenants/acme/output/test-t2i")
     # Same client id, another body: the idempotency check holds across both compat routes.
     status, body = invoke(event("POST", "/v1alpha1/", body=sample("v1alpha1/t2i.json")))
     assert (status, body["error"]["code"]) == (409, "task_conflict"), body
