@@ -37,7 +37,7 @@ def test_v1alpha2_text_to_image_sample_answers_like_the_reference(
     assert {k: reply[k] for k in ("id", "runtime", "output_location")} == {
         "id": "test-t2i",
         "runtime": "sdruntime",
-        "output_location": f"s3://{bucket}/tenants/acme/tasks/test-t2i",
+        "output_location": f"s3://{bucket}/tenants/acme/output/test-t2i",
     }
     assert reply["task"]["status"] == "queued" and reply["task"]["runtime"] == "sd15"
     queued = _only_nonempty(drain(fresh))
@@ -78,7 +78,7 @@ def test_v1alpha1_samples_answer_like_the_reference(acme: EaselClient, fresh: Lo
     assert {k: t2i[k] for k in ("id_task", "sd_model_checkpoint", "output_location")} == {
         "id_task": "test-t2i",
         "sd_model_checkpoint": "sd_xl_turbo_1.0.safetensors",
-        "output_location": f"s3://{bucket}/tenants/acme/tasks/test-t2i",
+        "output_location": f"s3://{bucket}/tenants/acme/outputs/test-t2i",
     }
     body = sample("v1alpha1/i2i.json")
     body["alwayson_scripts"]["image_link"] = _cat(fresh)
