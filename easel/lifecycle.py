@@ -13,7 +13,7 @@ Timestamps come from :mod:`easel.clock`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -93,15 +93,21 @@ def publish_task(sns: Any, topic_arn: str, message: QueueMessage) -> None:
 
 
 # -- transitions ----------------------------------------------------------------------------------------
-def start(store: TaskStore, message: QueueMessage, started_at: datetime) -> Task:
-    """queued|processing -> processing, counting the attempt (a redelivery starts again)."""
+def start(
+    store: TaskStore,
+    message: QueueMessage,
+    started_at: datetime,
+    *,
+    progress: Mapping[str, Any] | None = None,
+) -> Task:
+    """queued|processing -> processing, counting the attempt (a redelivery starts again), with the first
+    ``progress`` in the same write."""
     queue_seconds = max(0.0, (started_at - message.created_at).total_seconds())
+    updates: dict[str, Any] = {"started_at": iso(started_at), "metrics": {"queue_seconds": queue_seconds}}
+    if progress is not None:
+        updates["progress"] = dict(progress)
     return store.transition(
-        message.tenant,
-        message.id,
-        TaskStatus.PROCESSING,
-        updates={"started_at": iso(started_at), "metrics": {"queue_seconds": queue_seconds}},
-        count_attempt=True,
+        message.tenant, message.id, TaskStatus.PROCESSING, updates=updates, count_attempt=True
     )
 
 
@@ -112,17 +118,23 @@ def succeed(
     metrics: dict[str, float | None],
     *,
     lora: str | None = None,
+    progress: Mapping[str, Any] | None = None,
 ) -> Task:
-    """processing -> succeeded with outputs (images, or a trained LoRA's URI) and metrics."""
+    """processing -> succeeded with outputs (images, or a trained LoRA's URI) and metrics, and the last
+    ``progress`` in the same write."""
     output: dict[str, object] = {"images": images, "urls": []}
     if lora is not None:
         output["lora"] = lora
+    updates: dict[str, Any] = {
+        "output": output,
+        "metrics": metrics,
+        "completed_at": iso(utcnow()),
+        "error": None,
+    }
+    if progress is not None:
+        updates["progress"] = dict(progress)
     return store.transition(
-        task.tenant,
-        task.id,
-        TaskStatus.SUCCEEDED,
-        sources=[TaskStatus.PROCESSING],
-        updates={"output": output, "metrics": metrics, "completed_at": iso(utcnow()), "error": None},
+        task.tenant, task.id, TaskStatus.SUCCEEDED, sources=[TaskStatus.PROCESSING], updates=updates
     )
 
 

@@ -191,8 +191,11 @@ class Executor:
 
     def start(self, job: Job) -> Task:
         """queued|processing -> processing, beside the generation (off the runtime's critical path)."""
+        now = utcnow()
+        # The queue wait and the phase the run is in ride on the transition (no write of their own).
+        opening = self._progress.opening(job, now) if self._progress is not None else None
         try:
-            task = self._state.start(job.message, utcnow())
+            task = self._state.start(job.message, now, progress=opening)
         except TaskConflict as exc:
             current = exc.current
             if current is not None and current.status is TaskStatus.CANCELED:
@@ -206,8 +209,6 @@ class Executor:
             raise
         job.started_task = task
         job.span.add_event("processing")
-        if self._progress is not None:
-            self._progress.flush(job)  # the queue wait is known now (and the phase the run is in)
         if task.webhook and "start" in task.webhook_events_filter:
             # Only tasks whose webhook asked for "start" get a processing notification.
             try:
@@ -221,6 +222,8 @@ class Executor:
         with self._running_lock:
             jobs = list(self._running)
         if not jobs or jobs[0].run_started is None:
+            if self._progress is not None:
+                self._progress.tick([], self._runtime.progress)  # an upload that lasts (uploading)
             return
         now = self._clock()
         started = jobs[0].run_started

@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Any
 
-from easel.contract import ProgressPhase, Task, TaskStatus
+from easel.contract import Task, TaskStatus
 from easel.contract.tasks import TrainLoraInput
 from easel.errors import TaskConflict
 from queue_agent import compat
@@ -101,7 +101,14 @@ class Finisher:
     def finish(self, job: Job, outcome: Outcome) -> None:
         """Carry out one outcome (on this thread; a test may call it directly)."""
         if self._progress is not None and isinstance(outcome, Generated | Trained):
-            self._progress.final(job, ProgressPhase.UPLOADING)  # written before the upload starts
+            self._progress.uploading(job)  # written by the watch only if the upload lasts
+        try:
+            self._carry_out(job, outcome)
+        finally:
+            if self._progress is not None:
+                self._progress.end(job)
+
+    def _carry_out(self, job: Job, outcome: Outcome) -> None:
         match outcome:
             case Generated(images):
                 self._complete(job, images)
@@ -115,6 +122,10 @@ class Finisher:
                 self._settler.settle(job, error)
             case Returned():
                 pass  # given back on the run thread already
+
+    def _closing(self, job: Job) -> dict[str, Any] | None:
+        """Every step done: written with -> succeeded."""
+        return self._progress.closing(job) if self._progress is not None else None
 
     def _complete(self, job: Job, images: list[bytes]) -> None:
         try:
@@ -133,7 +144,7 @@ class Finisher:
                     document = compat.encode(compat.succeeded_document(task, images))
                     self._outputs.put_result_document(task.tenant, task.id, document, prefix)
             try:
-                done = self._state.succeed(task, uris, _metrics(job, task))
+                done = self._state.succeed(task, uris, _metrics(job, task), progress=self._closing(job))
             except TaskConflict as exc:
                 if exc.current is None:
                     raise
@@ -175,7 +186,9 @@ class Finisher:
                 },
             )
             try:
-                done = self._state.succeed(task, [], _metrics(job, task), lora=uri)
+                done = self._state.succeed(
+                    task, [], _metrics(job, task), lora=uri, progress=self._closing(job)
+                )
             except TaskConflict as exc:
                 if exc.current is None:
                     raise

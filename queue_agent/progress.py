@@ -1,19 +1,22 @@
 """Task progress as a tenant sees it: the agent records the phase, step n of N and the queue wait.
 
-Who calls what (each on a thread off the runtime's critical path, or without a store write):
+Who calls what (each on a thread off the runtime's critical path, or without a store write of its own):
 
     executor, run thread    enter(job, LOADING | GENERATING)    state only, no write
-    executor, start helper  flush(job)                          right after -> processing: the queue wait
+    executor, start helper  opening(job, started_at)            rides on the -> processing write
     heartbeat's watch       tick(jobs, runtime.progress)        the running job(s), throttled
-    finisher                final(job, UPLOADING)               before the upload, then forgotten
-    executor, run thread    end(job)                            any other outcome: forgotten, no write
+    finisher                uploading(job)                      state only; the watch writes it if it lasts
+    finisher                closing(job)                        rides on the -> succeeded write, forgotten
+    executor, finisher      end(job)                            any other outcome: forgotten, no write
 
-While generating, the runtime's progress fraction (asked once per tick, for every member of a batch)
-becomes ``step`` of the job's ``steps``. A write happens only when the value changed and at most once per
-``period`` seconds per task (a phase change is written at the next tick), and only once the task is
-``processing`` (the store refuses progress on any other status), so it costs at most about one conditional
-DynamoDB write a second per running task. Progress is best effort: a failed write or runtime question is
-logged and never disturbs the job.
+The first and last values travel with the transitions they belong to, so a task costs no store write for
+its progress unless it runs longer than a tick: on a fast task the progress writes were half of the agent's
+DynamoDB writes (docs/benchmarks.md, section 1). While generating, the runtime's progress fraction (asked
+once per tick, for every member of a batch) becomes ``step`` of the job's ``steps``. A write happens only
+when the value changed and at most once per ``period`` seconds per task (a phase change is written at the
+next tick), and only once the task is ``processing`` (the store refuses progress on any other status), so it
+costs at most about one conditional DynamoDB write a second per running task. Progress is best effort: a
+failed write or runtime question is logged and never disturbs the job.
 
     {"phase": "generating", "step": 7, "steps": 20, "queue_seconds": 3.2, "updated_at": "..."}
 """
@@ -55,6 +58,7 @@ class _Running:
     changed: bool = True  # a phase not written yet: the next tick writes it, whatever the period
     written: tuple[Any, ...] | None = None
     written_at: float = float("-inf")
+    uploading: _Job | None = None  # set while the finisher uploads: the watch no longer lists the job
 
 
 class ProgressRecorder:
@@ -88,17 +92,33 @@ class ProgressRecorder:
         self.enter(job, phase)
         self._record(job, fraction, force=True)
 
-    def flush(self, job: _Job) -> None:
-        """Record the job's phase now if it changed (e.g. it just became processing: the queue wait)."""
-        self._record(job, None, force=False, due=True)
+    def opening(self, job: _Job, started_at: datetime) -> dict[str, Any] | None:
+        """The progress the -> processing transition writes with it (the queue wait, the phase the run is
+        in), counted as written; None if the job is not running."""
+        with self._write_lock, self._lock:
+            running = self._running.get(job.message.id)
+            if running is None:
+                return None
+            key, progress = self._value(job, running, None, started_at)
+            running.written, running.written_at, running.changed = key, self._clock(), False
+        return progress
 
-    def final(self, job: _Job, phase: ProgressPhase) -> None:
-        """Record the job's last phase now (uploading) and forget it."""
+    def uploading(self, job: _Job) -> None:
+        """The finisher uploads the job's outputs: a tick writes the phase if the upload is still going."""
         with self._lock:
-            known = job.message.id in self._running
-        if known:
-            self.phase(job, phase)
-        self.end(job)
+            running = self._running.get(job.message.id)
+            if running is not None:
+                running.phase, running.changed, running.uploading = ProgressPhase.UPLOADING, True, job
+
+    def closing(self, job: _Job) -> dict[str, Any] | None:
+        """The last progress (every step done), for the -> succeeded transition; the job is forgotten."""
+        task = job.started_task
+        with self._write_lock, self._lock:
+            running = self._running.pop(job.message.id, None)
+            if running is None or task is None:
+                return None
+            running.phase = ProgressPhase.UPLOADING
+            return self._value(job, running, None, task.started_at or self._now())[1]
 
     def end(self, job: _Job) -> None:
         """Forget the job (its run is over): no more writes for it."""
@@ -110,6 +130,9 @@ class ProgressRecorder:
         The runtime is asked only when a generating job is due, and once for all of them (one batch)."""
         now = self._clock()
         with self._lock:
+            listed = {job.message.id for job in jobs}
+            uploading = [r.uploading for r in self._running.values() if r.uploading is not None]
+            jobs = [*jobs, *(job for job in uploading if job.message.id not in listed)]
             due = [
                 (job, running)
                 for job in jobs
@@ -128,36 +151,40 @@ class ProgressRecorder:
         for job, _ in due:
             self._record(job, value, force=False)
 
-    def _record(self, job: _Job, fraction: float | None, *, force: bool, due: bool = False) -> None:
+    def _record(self, job: _Job, fraction: float | None, *, force: bool) -> None:
         with self._write_lock:
-            self._record_locked(job, fraction, force=force, due=due)
+            self._record_locked(job, fraction, force=force)
 
-    def _record_locked(self, job: _Job, fraction: float | None, *, force: bool, due: bool) -> None:
+    def _record_locked(self, job: _Job, fraction: float | None, *, force: bool) -> None:
         task = job.started_task
         with self._lock:
             running = self._running.get(job.message.id)
             if task is None or running is None:
                 return  # not processing yet (the store would refuse it; the next tick records it), or over
-            steps = nominal_steps(job.message)
-            step = None
-            if running.phase is ProgressPhase.GENERATING:
-                step = round(min(max(fraction or 0.0, 0.0), 1.0) * steps)
-            elif running.phase is ProgressPhase.UPLOADING:
-                step = steps
-            key = (running.phase, step)
-            due = due or force or running.changed or self._clock() - running.written_at >= self._period
+            due = force or running.changed or self._clock() - running.written_at >= self._period
+            key, progress = self._value(job, running, fraction, task.started_at or self._now())
             if key == running.written or not due:
                 return
             running.written, running.written_at, running.changed = key, self._clock(), False
-        started = task.started_at or self._now()
-        progress = {
+        try:
+            self._write(job.message.tenant, job.message.id, progress)
+        except Exception as exc:  # progress is best effort: the job goes on
+            log.warning("progress write failed", extra={"task_id": job.message.id, "error": str(exc)})
+
+    def _value(
+        self, job: _Job, running: _Running, fraction: float | None, started: datetime
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(what is compared with the last write, the progress as the store keeps it)."""
+        steps = nominal_steps(job.message)
+        step = None
+        if running.phase is ProgressPhase.GENERATING:
+            step = round(min(max(fraction or 0.0, 0.0), 1.0) * steps)
+        elif running.phase is ProgressPhase.UPLOADING:
+            step = steps
+        return (running.phase, step), {
             "phase": str(running.phase),
             "step": step,
             "steps": steps,
             "queue_seconds": round(max((started - job.message.created_at).total_seconds(), 0.0), 3),
             "updated_at": self._now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
-        try:
-            self._write(job.message.tenant, job.message.id, progress)
-        except Exception as exc:  # progress is best effort: the job goes on
-            log.warning("progress write failed", extra={"task_id": job.message.id, "error": str(exc)})

@@ -72,18 +72,26 @@ class TaskState:
             raise
         return created
 
-    def start(self, message: QueueMessage, started_at: datetime) -> Task:
+    def start(
+        self, message: QueueMessage, started_at: datetime, *, progress: dict[str, Any] | None = None
+    ) -> Task:
         """queued|processing -> processing, counting the attempt. Raises TaskConflict if terminal."""
         with _store_call("start task"):
-            return lifecycle.start(self._store, message, started_at)
+            return lifecycle.start(self._store, message, started_at, progress=progress)
 
     def succeed(
-        self, task: Task, images: list[str], metrics: dict[str, float | None], *, lora: str | None = None
+        self,
+        task: Task,
+        images: list[str],
+        metrics: dict[str, float | None],
+        *,
+        lora: str | None = None,
+        progress: dict[str, Any] | None = None,
     ) -> Task:
         """processing -> succeeded with outputs (images, or a trained LoRA's URI) and metrics. Raises
         TaskConflict (e.g. canceled)."""
         with _store_call("complete task"):
-            return lifecycle.succeed(self._store, task, images, metrics, lora=lora)
+            return lifecycle.succeed(self._store, task, images, metrics, lora=lora, progress=progress)
 
     def fail(self, tenant: str, task_id: str, code: str, message: str) -> Task | None:
         """-> failed with {code, message}; the current task if already terminal; None if unknown.

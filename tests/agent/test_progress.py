@@ -170,6 +170,11 @@ def wait_until(pred: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
+def stored(store: FakeStore, task_id: str) -> dict[str, Any] | None:
+    task = store.tasks[("acme", task_id)]
+    return None if task.progress is None else task.progress.model_dump(mode="json")
+
+
 def test_the_executor_records_steps_for_every_batch_member_throttled() -> None:
     store, runtime, clock = FakeStore(), BatchSeam(), FakeClock()
     executor, recorder = executor_with(store, runtime, clock)
@@ -177,14 +182,15 @@ def test_the_executor_records_steps_for_every_batch_member_throttled() -> None:
     seen: dict[str, Any] = {}
 
     def during() -> None:
-        # Each member is recorded as soon as it is processing: the queue wait is known.
-        wait_until(lambda: {w[0] for w in store.progress_writes} == {"t1", "t2"})
-        seen["first"] = list(store.progress_writes)
+        # Each member's first progress (its queue wait) rides on its processing transition: no write of its own.
+        wait_until(lambda: stored(store, "t1") is not None and stored(store, "t2") is not None)
+        seen["first"] = [stored(store, "t1"), stored(store, "t2")]
+        seen["writes_before"] = len(store.progress_writes)
         runtime.fraction = 0.5
         clock.advance(1.0)
         executor.watch()  # both members at step 1 of 2, the runtime asked once
         seen["asked"] = runtime.asked
-        seen["steps"] = [(w[0], w[1]["phase"], w[1]["step"]) for w in store.progress_writes[2:]]
+        seen["steps"] = [(w[0], w[1]["phase"], w[1]["step"]) for w in store.progress_writes]
         executor.watch()  # within the period: no question, no write
         seen["writes"] = len(store.progress_writes)
         seen["asked_again"] = runtime.asked
@@ -192,22 +198,42 @@ def test_the_executor_records_steps_for_every_batch_member_throttled() -> None:
     runtime.during = during
     outcomes = executor.run_batch(jobs)
     assert outcomes == [Generated(runtime.images)] * 2
-    assert all(w[1]["queue_seconds"] is not None and w[1]["steps"] == 2 for w in seen["first"])
+    assert seen["writes_before"] == 0
+    assert all(p is not None and p["queue_seconds"] is not None and p["steps"] == 2 for p in seen["first"])
     assert seen["asked"] == 1 and seen["asked_again"] == 1
     assert sorted(seen["steps"]) == [("t1", "generating", 1), ("t2", "generating", 1)]
-    assert seen["writes"] == 4
-    # The finisher's last word for each member before its upload; then nothing more is written.
+    assert seen["writes"] == 2
+    # The finisher uploads: a quick upload writes nothing; one the watch sees going on is written.
     for job in jobs:
-        recorder.final(job, ProgressPhase.UPLOADING)
-    clock.advance(5)
-    recorder.tick(jobs, lambda: 1.0)
+        recorder.uploading(job)
+    executor.watch()  # nothing runs on the executor now: the watch still ticks the uploads
     last = dict(store.progress_writes)
     assert {k: (v["phase"], v["step"]) for k, v in last.items()} == {
         "t1": ("uploading", 2),
         "t2": ("uploading", 2),
     }
-    assert len(store.progress_writes) == 6
-    assert store.tasks[("acme", "t1")].progress is not None
+    assert len(store.progress_writes) == 4
+    # The last progress goes with -> succeeded; then the job is forgotten and nothing more is written.
+    closing = [recorder.closing(job) for job in jobs]
+    assert [(c["phase"], c["step"], c["steps"]) for c in closing if c] == [("uploading", 2, 2)] * 2
+    clock.advance(5)
+    recorder.tick(jobs, lambda: 1.0)
+    assert len(store.progress_writes) == 4
+    assert recorder.closing(jobs[0]) is None
+
+
+def test_a_quick_upload_writes_no_progress_of_its_own() -> None:
+    store, runtime, clock = FakeStore(), BatchSeam(), FakeClock()
+    executor, recorder = executor_with(store, runtime, clock)
+    (job,) = jobs_in(store, "t1")
+    (outcome,) = executor.run_batch([job])
+    assert outcome == Generated(runtime.images)
+    recorder.uploading(job)
+    closing = recorder.closing(job)
+    assert closing is not None and (closing["phase"], closing["step"]) == ("uploading", 2)
+    clock.advance(5)
+    executor.watch()
+    assert store.progress_writes == []
 
 
 def test_a_failed_run_stops_recording_and_keeps_the_last_progress() -> None:
@@ -216,7 +242,7 @@ def test_a_failed_run_stops_recording_and_keeps_the_last_progress() -> None:
     (job,) = jobs_in(store, "t1")
 
     def during() -> None:
-        wait_until(lambda: bool(store.progress_writes))
+        wait_until(lambda: stored(store, "t1") is not None)
         runtime.fraction = 0.5
         clock.advance(1.0)
         executor.watch()
@@ -229,8 +255,10 @@ def test_a_failed_run_stops_recording_and_keeps_the_last_progress() -> None:
     assert store.progress_writes[-1][1]["step"] == 1
     clock.advance(5)
     recorder.tick([job], lambda: 1.0)
-    recorder.final(job, ProgressPhase.UPLOADING)  # forgotten: no write
+    recorder.uploading(job)  # forgotten: no write
+    recorder.tick([], lambda: 1.0)
     assert len(store.progress_writes) == writes
+    assert recorder.closing(job) is None
 
 
 def test_progress_writes_are_best_effort_and_a_broken_runtime_question_too() -> None:
@@ -278,6 +306,6 @@ def test_the_agent_records_progress_on_the_task_while_it_runs(stack: Stack) -> N
         wait_for(at("generating", 15), 15, "step 15/20 on the record")
         stack.runtime.release()
         done = stack.wait_status("p1", "succeeded")
-    # The finisher said "uploading" before the upload; the succeeded task keeps it.
+    # The succeeded task keeps its last progress (every step done), written with the transition.
     assert done.progress is not None
     assert (done.progress.phase, done.progress.step, done.progress.steps) == ("uploading", 20, 20)
