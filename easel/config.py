@@ -449,12 +449,17 @@ class EaselConfig(_Section):
         _unique("models", [m.name for m in self.models])
         _unique("runtimes", [r.name for r in self.runtimes])
         names = {r.name for r in self.runtimes}
-        aliased: set[str] = set()
+        # An alias may name one runtime per set of task types: a stable-diffusion-on-eks deployment's
+        # runtime name can then stand for an SD WebUI-dialect pool and a ComfyUI pool at once (the compat
+        # routes pick by task type), but never for two pools that could run the same task.
+        aliased: dict[str, list[frozenset[TaskType]]] = {}
         for i, r in enumerate(self.runtimes):
+            runs = profile(r.kind).task_types
             for alias in r.aliases:
-                if alias in names or alias in aliased:
+                taken = aliased.setdefault(alias, [])
+                if alias in names or any(runs & other for other in taken):
                     raise ValueError(f"runtimes.{i}.aliases: '{alias}' already names a runtime")
-                aliased.add(alias)
+                taken.append(runs)
         runtimes = {r.name: r for r in self.runtimes}
         models = {m.name for m in self.models}
         for i, t in enumerate(self.tenants):
@@ -497,8 +502,12 @@ class EaselConfig(_Section):
         raise KeyError(name)
 
     def runtime_named(self, name: str) -> RuntimeSpec | None:
-        """The runtime called ``name`` or aliased to it (compat routes)."""
-        return next((r for r in self.runtimes if name == r.name or name in r.aliases), None)
+        """The runtime called ``name`` or aliased to it (compat routes); the first of several."""
+        return next(iter(self.runtimes_named(name)), None)
+
+    def runtimes_named(self, name: str) -> list[RuntimeSpec]:
+        """The runtime called ``name``, or those aliased to it (at most one per kind of task)."""
+        return [r for r in self.runtimes if name == r.name or name in r.aliases]
 
     def models_of(self, runtime: str) -> list[ModelSpec]:
         return [m for m in self.models if m.runtime == runtime]

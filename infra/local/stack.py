@@ -16,7 +16,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,9 @@ class StackOptions:
     rotate_credentials: bool = False
     # Record every process's spans under <work_dir>/traces (`easel trace <task-id>` reads them).
     traces: bool = True
+    # Runtimes already running (config runtime name -> loopback URL): only their agent is started, against
+    # that URL. How a local stack gets a ComfyUI pool (the e2e tests give it the fake ComfyUI server).
+    runtime_urls: dict[str, str] = field(default_factory=dict)
 
 
 def principal_arn(tenant: str) -> str:
@@ -312,7 +315,8 @@ class LocalStack:
     def _start_workers(self) -> None:
         assert self.resources is not None
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        made = ensure_models(self.config, self.models_dir, self._make_model)
+        external = self.options.runtime_urls
+        made = ensure_models(self.config, self.models_dir, self._make_model, external)
         for path in made:
             log.info("generated tiny model %s", path)
         specs = worker_specs(
@@ -322,6 +326,7 @@ class LocalStack:
             moto_endpoint=self.moto_endpoint,
             python=self.options.python,
             extra_env=self.trace_env(),
+            external=external,
         )
         specs.append(
             webhooks_worker_spec(

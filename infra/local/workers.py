@@ -32,18 +32,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def local_runtimes(config: EaselConfig) -> list[RuntimeSpec]:
+def local_runtimes(config: EaselConfig, external: Mapping[str, str] | None = None) -> list[RuntimeSpec]:
     """The runtimes local mode runs: the Easel runtime stands in for a stock SD WebUI (a drop-in SD WebUI API,
-    driven by the sdwebui adapter), but nothing here runs ComfyUI: comfyui pools are left out (logged)."""
-    skipped = [r.name for r in config.runtimes if r.kind == "comfyui"]
+    driven by the sdwebui adapter), but nothing here runs ComfyUI: comfyui pools are left out (logged) unless
+    ``external`` names a running one for them (runtime name -> URL; only their agent is started)."""
+    external = external or {}
+    skipped = [r.name for r in config.runtimes if r.kind == "comfyui" and r.name not in external]
     if skipped:
         log.warning("local mode runs no ComfyUI; pipeline tasks of %s stay queued", ", ".join(skipped))
-    return [r for r in config.runtimes if r.kind != "comfyui"]
+    return [r for r in config.runtimes if r.kind != "comfyui" or r.name in external]
 
 
-def missing_models(config: EaselConfig, models_dir: Path) -> list[Path]:
-    """Store paths of the local runtimes' models that are not in ``models_dir``."""
-    served = {r.name for r in config.runtimes if r.kind != "comfyui"}
+def missing_models(
+    config: EaselConfig, models_dir: Path, external: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Store paths of the local runtimes' models that are not in ``models_dir`` (``external`` runtimes
+    have their own)."""
+    served = {r.name for r in config.runtimes if r.kind != "comfyui"} - set(external or {})
     return [
         models_dir / m.store_path
         for m in config.models
@@ -52,10 +57,13 @@ def missing_models(config: EaselConfig, models_dir: Path) -> list[Path]:
 
 
 def ensure_models(
-    config: EaselConfig, models_dir: Path, make_model: Callable[[Path], object] | None = None
+    config: EaselConfig,
+    models_dir: Path,
+    make_model: Callable[[Path], object] | None = None,
+    external: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Generate a tiny model at every missing store path (CPU-sized, for local runs). Returns what it made."""
-    missing = missing_models(config, models_dir)
+    missing = missing_models(config, models_dir, external)
     make = make_model or make_tiny_model_process
     for path in missing:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,14 +89,18 @@ def worker_specs(
     python: str = sys.executable,
     port: Callable[[], int] = free_port,
     extra_env: Mapping[str, str] | None = None,
+    external: Mapping[str, str] | None = None,
 ) -> list[ChildSpec]:
-    """The runtime and agent of each runtime; ``extra_env`` goes to both (e.g. ``EASEL_TRACES``)."""
+    """The runtime and agent of each runtime; ``extra_env`` goes to both (e.g. ``EASEL_TRACES``). A runtime
+    in ``external`` (name -> URL of one already running, e.g. a test's fake ComfyUI) gets its agent only."""
     specs: list[ChildSpec] = []
-    runtimes = local_runtimes(config)
+    external = external or {}
+    runtimes = local_runtimes(config, external)
     cpu_threads = max(1, ((os.cpu_count() or 2) - 1) // max(1, len(runtimes)))
     for runtime in runtimes:
         models = config.models_of(runtime.name)
         runtime_port, agent_port = port(), port()
+        runtime_url = external.get(runtime.name, f"http://127.0.0.1:{runtime_port}")
         argv = [
             python, "-m", "runtime_image.server",
             "--models-dir", str(models_dir), "--host", "127.0.0.1", "--port", str(runtime_port),
@@ -103,7 +115,8 @@ def worker_specs(
             "AWS_DEFAULT_REGION": resources.region,
             **(extra_env or {}),
         }
-        specs.append(ChildSpec(name=f"{runtime.name}/runtime", argv=argv, env=common, port=runtime_port))
+        if runtime.name not in external:
+            specs.append(ChildSpec(name=f"{runtime.name}/runtime", argv=argv, env=common, port=runtime_port))
         lanes = resources.lanes[runtime.name]
         agent_env = {
             **common,
@@ -121,7 +134,7 @@ def worker_specs(
             "EASEL_ALLOWED_HTTPS_HOSTS": ",".join(config.inputs.allowed_https_hosts),
             "EASEL_MAX_INPUT_BYTES": str(config.inputs.max_bytes),
             "EASEL_MAX_INPUT_PIXELS": str(config.inputs.max_pixels),
-            "EASEL_RUNTIME_URL": f"http://127.0.0.1:{runtime_port}",
+            "EASEL_RUNTIME_URL": runtime_url,
             "EASEL_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
             "EASEL_VISIBILITY_TIMEOUT_SECONDS": str(runtime.visibility_timeout_seconds),
             "EASEL_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),

@@ -13,16 +13,18 @@ from easel.config import EaselConfig, ModelSpec, RuntimeSpec
 from easel.contract import CompatInfo, TaskRequest, TaskType, parse_task_request
 from easel.contract.tasks import OUTPUT_PREFIX_PATTERN
 from easel.errors import FieldError
+from easel.kinds import profile
 from easel.limits import check_limits, check_model
 from lambdas.api.sdwebui import Content
 
-SUPPORTED = (TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE)
-# Task types of the reference that need a runtime kind Easel does not configure here.
-_NEEDS = {
-    "extra-single-image": "an upscale runtime (SD WebUI extras)",
-    "extra-batch-images": "an upscale runtime (SD WebUI extras)",
-    "pipeline": "a ComfyUI runtime (kind comfyui)",
+# The reference's task types -> Easel's; v1alpha1 carries generations only (as the reference's v1alpha1).
+TASK_TYPES = {
+    "text-to-image": TaskType.TEXT_TO_IMAGE,
+    "image-to-image": TaskType.IMAGE_TO_IMAGE,
+    "extra-single-image": TaskType.UPSCALE,
+    "pipeline": TaskType.PIPELINE,
 }
+V1ALPHA1_TASK_TYPES = ("text-to-image", "image-to-image")
 
 
 @dataclass(frozen=True)
@@ -37,27 +39,44 @@ class Fields:
     content: str
 
 
-def task_type(value: Any, runtime: str, fields: Fields) -> TaskType:
-    if isinstance(value, str) and value in _NEEDS:
-        raise FieldError(
-            fields.task_type, f"'{value}' needs {_NEEDS[value]}; runtime '{runtime}' cannot run it"
-        )
-    if value not in [str(t) for t in SUPPORTED]:
-        raise FieldError(fields.task_type, "must be 'text-to-image' or 'image-to-image'")
-    return TaskType(value)
+def task_type(value: Any, fields: Fields, allowed: tuple[str, ...] = tuple(TASK_TYPES)) -> TaskType:
+    if value in ("extra-batch-images", "extra-batch-image"):
+        reason = f"'{value}' is not supported; send one extra-single-image per image"
+        raise FieldError(fields.task_type, reason)
+    if not isinstance(value, str) or value not in allowed:
+        hint = "" if allowed == tuple(TASK_TYPES) else " (extra-single-image and pipeline: use /v1alpha2)"
+        raise FieldError(fields.task_type, f"must be one of: {', '.join(allowed)}{hint}")
+    return TASK_TYPES[value]
 
 
-def runtime_named(config: EaselConfig, value: Any, field: str) -> RuntimeSpec:
-    spec = config.runtime_named(value) if isinstance(value, str) else None
-    if spec is None:
-        known = ", ".join(n for r in config.runtimes for n in (r.name, *r.aliases))
+def runtime_named(config: EaselConfig, value: Any, field: str) -> list[RuntimeSpec]:
+    """The runtimes ``value`` names (a runtime name or alias; one per kind of task), or a 400."""
+    specs = config.runtimes_named(value) if isinstance(value, str) else []
+    if not specs:
+        known = ", ".join(dict.fromkeys(n for r in config.runtimes for n in (r.name, *r.aliases)))
         raise FieldError(field, f"unknown runtime '{str(value)[:64]}'; known runtimes: {known}")
-    return spec
+    return specs
 
 
-def model_for(config: EaselConfig, runtime: RuntimeSpec | None, content: Content) -> ModelSpec:
-    """The registered model the checkpoint names (among ``runtime``'s models when given)."""
+def runtime_for(specs: list[RuntimeSpec], kind: TaskType, sent: str, fields: Fields) -> RuntimeSpec:
+    """The one of ``specs`` whose kind runs ``kind`` tasks; else a 400 naming the runtime."""
+    for spec in specs:
+        if kind in profile(spec.kind).task_types:
+            return spec
+    pools = ", ".join(f"'{s.name}' (kind {s.kind})" for s in specs)
+    needs = "a comfyui runtime" if kind is TaskType.PIPELINE else "a diffusers or sdwebui runtime"
+    reason = f"runtime '{sent[:64]}' is {pools}, which cannot run it; it needs {needs}"
+    raise FieldError(fields.task_type, reason)
+
+
+def model_for(
+    config: EaselConfig, runtime: RuntimeSpec | None, content: Content, kind: TaskType | None = None
+) -> ModelSpec:
+    """The registered model the checkpoint names (among ``runtime``'s models when given; among those that
+    run ``kind`` tasks when some do)."""
     served = config.models_of(runtime.name) if runtime else config.models
+    if kind is not None:
+        served = [m for m in served if kind in m.task_types] or served
     if content.checkpoint is None:
         if runtime is not None and len(served) == 1:
             return served[0]
@@ -104,6 +123,7 @@ def build(
     prefix: str | None,
     context: Any,
     checkpoint: str | None = None,
+    input_names: dict[str, str] | None = None,
 ) -> TaskRequest:
     inp = dict(content.input)
     link = content.routing.get("image_link")
@@ -133,12 +153,12 @@ def build(
         check_model(parsed, config)
         check_limits(parsed, config.api.limits)
     except FieldError as exc:
-        raise _renamed(exc, fields, content) from None
+        raise _renamed(exc, fields, content, input_names or {}) from None
     info = CompatInfo(api=api, runtime=runtime_sent, checkpoint=checkpoint, context=context)
     return parsed.model_copy(update={"compat": info})
 
 
-def _renamed(exc: FieldError, fields: Fields, content: Content) -> FieldError:
+def _renamed(exc: FieldError, fields: Fields, content: Content, input_names: dict[str, str]) -> FieldError:
     names = {
         "id": fields.id,
         "task_type": fields.task_type,
@@ -152,7 +172,9 @@ def _renamed(exc: FieldError, fields: Fields, content: Content) -> FieldError:
         head, dot, rest = field.partition(".")
         new = names.get(head, head)
         if head == "input" and rest:
-            return f"{new}.{rest}" if new else rest
+            first, _, tail = rest.partition(".")
+            first = input_names.get(first, first)  # the client's name ("" when the content is the value)
+            return ".".join(p for p in (new, first, tail) if p) or "body"
         return new + (dot + rest if rest else "")
 
     errors = [{**e, "field": rename(e["field"])} for e in exc.errors]

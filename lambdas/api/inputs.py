@@ -1,7 +1,7 @@
 """Input images at submit: refuse what the agent would refuse, and move inline images to S3.
 
-Checked for every image reference of a request (``init_images``, train-lora ``images``, compat
-``alwayson_scripts.image_link``), before anything is stored or queued:
+Checked for every image reference of a request (``init_images``, train-lora ``images``, upscale ``image``,
+compat ``alwayson_scripts.image_link``), before anything is stored or queued:
 
 - ``s3://<bucket>/<key>``: the bucket is the outputs bucket and the key lies under the caller's own
   ``tenants/<tenant>/`` (no empty, ``.`` or ``..`` segments); the object exists, is at most
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from easel.config import EaselConfig
-from easel.contract import GenerationInput, PipelineInput, TaskRequest, TrainLoraInput
+from easel.contract import GenerationInput, PipelineInput, TaskRequest, TrainLoraInput, UpscaleInput
 from easel.errors import FieldError
 from easel.naming import input_prefix, tenant_prefix
 from lambdas.api.errors import PayloadTooLarge
@@ -150,6 +150,8 @@ def request_refs(request: TaskRequest) -> list[tuple[str, str]]:
         return [(f"input.images.{i}", u) for i, u in enumerate(inp.images)]
     if isinstance(inp, PipelineInput):
         return [(f"input.images.{name}", u) for name, u in inp.images.items()]
+    if isinstance(inp, UpscaleInput):
+        return [("input.image", inp.image)]
     return []
 
 

@@ -16,7 +16,11 @@ from lambdas.api.errors import ServiceUnavailable
 from lambdas.api.telemetry import record_submitted
 
 # Where /v1/tasks bodies carry images (inline base64 is moved to S3 from these places).
-V1_IMAGE_PATHS: list[tuple[str, ...]] = [("input", "init_images", "*"), ("input", "images", "*")]
+V1_IMAGE_PATHS: list[tuple[str, ...]] = [
+    ("input", "init_images", "*"),
+    ("input", "images", "*"),
+    ("input", "image"),  # upscale
+]
 
 
 def present(task: Task, event: APIGatewayProxyEvent) -> dict[str, Any]:

@@ -37,8 +37,8 @@ def normalize(body: Any, config: EaselConfig) -> TaskRequest:
         if scripts.get(key) in (None, ""):
             raise FieldError(f"alwayson_scripts.{key}", "field required")
     content = sdwebui.split(body, "")
-    model = compat_request.model_for(config, None, content)
-    kind = compat_request.task_type(scripts["task"], model.runtime, FIELDS)
+    kind = compat_request.task_type(scripts["task"], FIELDS, compat_request.V1ALPHA1_TASK_TYPES)
+    model = compat_request.model_for(config, None, content, kind)
     return compat_request.build(
         api="v1alpha1",
         config=config,

@@ -1,9 +1,13 @@
 """Compatibility with the stable-diffusion-on-eks ``v1alpha2`` request shape (``POST /v1alpha2``).
 
     {"task": {"metadata": {"id", "runtime", "tasktype", "prefix"?, "context"?},
-              "content":  {<a full SD WebUI txt2img/img2img body, see lambdas.api.sdwebui>}}}
+              "content":  {<a full SD WebUI txt2img/img2img body, see lambdas.api.sdwebui; an SD WebUI
+                            extra-single-image body or a ComfyUI workflow, see lambdas.api.compat_content>}}}
 
-``runtime`` is a runtime name or one of its ``aliases`` (config); the model is the checkpoint named in
+``tasktype``: text-to-image, image-to-image, extra-single-image (an Easel ``upscale`` task) or pipeline.
+
+``runtime`` is a runtime name or one of its ``aliases`` (config; one alias may name a ComfyUI pool and an
+SD WebUI-dialect pool, the task type picks); the model is the checkpoint named in
 ``content`` (A1111 title, file name, or Easel model name; see :meth:`ModelSpec.answers_to`) or the
 runtime's only model. ``prefix`` places outputs at ``tenants/<tenant>/<prefix>/<id>/`` (never outside the
 tenant's prefix). ``context`` (any JSON) is echoed in result messages. Errors name the field by its
@@ -15,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from easel.config import EaselConfig
-from easel.contract import TaskRequest
+from easel.contract import TaskRequest, TaskType
 from easel.errors import FieldError
-from lambdas.api import compat_request, sdwebui
+from lambdas.api import compat_content, compat_request, sdwebui
 
 FIELDS = compat_request.Fields(
     id="task.metadata.id",
@@ -38,10 +42,21 @@ def normalize(body: Any, config: EaselConfig) -> TaskRequest:
         required={"id", "runtime", "tasktype"},
         optional={"prefix", "context"},
     )
-    runtime = compat_request.runtime_named(config, meta["runtime"], FIELDS.runtime)
-    kind = compat_request.task_type(meta["tasktype"], meta["runtime"], FIELDS)
-    content = sdwebui.split(task["content"], FIELDS.content)
-    model = compat_request.model_for(config, runtime, content)
+    runtimes = compat_request.runtime_named(config, meta["runtime"], FIELDS.runtime)
+    kind = compat_request.task_type(meta["tasktype"], FIELDS)
+    runtime = compat_request.runtime_for(runtimes, kind, meta["runtime"], FIELDS)
+    input_names: dict[str, str] = {}
+    if kind is TaskType.UPSCALE:
+        content = compat_content.extras(task["content"], FIELDS.content)
+        model = compat_request.model_for(config, runtime, content, kind)
+        input_names = compat_content.INPUT_NAMES
+    elif kind is TaskType.PIPELINE:
+        content = compat_content.pipeline(task["content"], FIELDS.content)
+        model = compat_content.pipeline_model(config, runtime, content, FIELDS.runtime)
+        input_names = {"workflow": ""}  # the content is the workflow: its nodes are named task.content.<id>
+    else:
+        content = sdwebui.split(task["content"], FIELDS.content)
+        model = compat_request.model_for(config, runtime, content, kind)
     return compat_request.build(
         api="v1alpha2",
         config=config,
@@ -53,6 +68,7 @@ def normalize(body: Any, config: EaselConfig) -> TaskRequest:
         content=content,
         prefix=compat_request.output_prefix(meta.get("prefix"), FIELDS.prefix),
         context=meta.get("context"),
+        input_names=input_names,
     )
 
 

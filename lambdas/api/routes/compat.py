@@ -67,6 +67,7 @@ def submit_v1alpha2() -> Response[str]:
         image_paths=[
             (*content.split("."), "init_images", "*"),
             (*content.split("."), "alwayson_scripts", "image_link"),
+            (*content.split("."), "image"),  # extra-single-image
         ],
         rename=compat_request.input_renamer(content, f"{content}.alwayson_scripts.image_link", has_link),
     )

@@ -90,12 +90,13 @@ def test_v1alpha1_samples_answer_like_the_reference(acme: EaselClient, fresh: Lo
 @pytest.mark.parametrize(
     ("path", "name", "field"),
     [
+        # This config's sdruntime model does not upscale, and it has no ComfyUI pool: the runtime is named.
         ("/v1alpha2", "v1alpha2/extra-single-image.json", "task.metadata.tasktype"),
         ("/v1alpha2", "v1alpha2/pipeline.json", "task.metadata.tasktype"),
         ("/v1alpha1", "v1alpha1/t2v.json", "alwayson_scripts.AnimateDiff"),
     ],
 )
-def test_samples_easel_cannot_run_yet_are_4xx_naming_the_field(
+def test_samples_this_config_cannot_run_are_4xx_naming_the_field(
     acme: EaselClient, fresh: LocalStack, path: str, name: str, field: str
 ) -> None:
     reply = call(acme, "POST", path, json_body=sample(name))

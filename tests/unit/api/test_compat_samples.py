@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from easel.config import EaselConfig
-from easel.contract import GenerationInput, TaskType
-from easel.errors import FieldError
+from easel.config import EaselConfig, load_config, parse_config
+from easel.contract import GenerationInput, PipelineInput, TaskType, UpscaleInput
+from easel.errors import ConfigError, FieldError
 from lambdas.api import sdwebui, v1alpha1, v1alpha2
 from lambdas.api.deps import Deps
 from tests.unit.api.conftest import event, invoke
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "sd_on_eks"
+COMPAT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "compat-samples.yaml"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -48,17 +49,117 @@ def test_v1alpha2_image_to_image_sample_keeps_its_url(two_runtimes_config: Easel
     assert req.task_type is TaskType.IMAGE_TO_IMAGE
 
 
+@pytest.fixture
+def samples_config() -> EaselConfig:
+    """'sdruntime' aliases the Easel pool and a ComfyUI pool (tests/configs/compat-samples.yaml)."""
+    return load_config(COMPAT_CONFIG)
+
+
+def test_v1alpha2_extra_single_image_sample_is_an_upscale(samples_config: EaselConfig) -> None:
+    body = sample("v1alpha2/extra-single-image.json")
+    req = v1alpha2.normalize(body, samples_config)
+    assert (req.id, req.task_type, req.model, req.output_prefix) == (
+        "test-extra",
+        TaskType.UPSCALE,
+        "sd15",
+        "output",
+    )
+    assert isinstance(req.input, UpscaleInput)
+    # resize_mode 0: scale by upscaling_resize (A1111 ignores upscaling_resize_w/_h then).
+    assert (req.input.upscaler, req.input.upscaling_resize, req.input.upscaling_crop) == (
+        "R-ESRGAN 4x+",
+        4,
+        False,
+    )
+    assert (req.input.upscaling_resize_w, req.input.upscaling_resize_h) == (None, None)
+    assert req.input.image == body["task"]["content"]["image"]
+
+
+def test_v1alpha2_pipeline_sample_goes_to_the_comfyui_pool(samples_config: EaselConfig) -> None:
+    body = sample("v1alpha2/pipeline.json")
+    req = v1alpha2.normalize(body, samples_config)
+    assert (req.task_type, req.model) == (TaskType.PIPELINE, "flows")
+    assert isinstance(req.input, PipelineInput) and req.input.workflow == body["task"]["content"]
+    assert req.compat is not None and req.compat.runtime == "sdruntime"
+    # The same alias, a generation: the Easel pool.
+    assert v1alpha2.normalize(sample("v1alpha2/t2i.json"), samples_config).model == "sd15"
+
+
 @pytest.mark.parametrize(
     ("name", "needs"),
-    [("v1alpha2/extra-single-image.json", "upscale"), ("v1alpha2/pipeline.json", "ComfyUI")],
+    [("v1alpha2/extra-single-image.json", "not 'upscale'"), ("v1alpha2/pipeline.json", "comfyui runtime")],
 )
-def test_v1alpha2_samples_of_missing_runtimes_name_the_runtime(
+def test_v1alpha2_samples_without_their_runtime_name_it(
     two_runtimes_config: EaselConfig, name: str, needs: str
 ) -> None:
+    """two-runtimes.yaml: no ComfyUI pool, and the sdruntime pool's model does not upscale."""
     with pytest.raises(FieldError) as err:
         v1alpha2.normalize(sample(name), two_runtimes_config)
     assert err.value.field == "task.metadata.tasktype"
-    assert needs in err.value.reason and "runtime 'sdruntime'" in err.value.reason
+    assert needs in err.value.reason and ("'sdruntime'" in err.value.reason or "'sd15'" in err.value.reason)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"gfpgan_visibility": 0.5}, "task.content.gfpgan_visibility"),
+        ({"codeformer_visibility": 1}, "task.content.codeformer_visibility"),
+        (
+            {"upscaler_2": "Lanczos", "extras_upscaler_2_visibility": 0.3},
+            "task.content.extras_upscaler_2_visibility",
+        ),
+        ({"resize_mode": 2}, "task.content.resize_mode"),
+        ({"upscaling_resize": 100}, "task.content.upscaling_resize"),
+        ({"upscaler_1": "Latent"}, "task.content.upscaler_1"),
+        ({"resize_mode": 1, "upscaling_resize_w": 4}, "task.content.upscaling_resize_w"),
+        ({"image": ""}, "task.content.image"),
+        ({"imag": "x"}, "task.content.imag"),
+    ],
+)
+def test_extra_single_image_fields_are_named(
+    samples_config: EaselConfig, change: dict[str, Any], field: str
+) -> None:
+    body = sample("v1alpha2/extra-single-image.json")
+    body["task"]["content"].update(change)
+    with pytest.raises(FieldError) as err:
+        v1alpha2.normalize(body, samples_config)
+    assert err.value.field == field, err.value
+
+
+def test_extra_single_image_to_a_size_and_defaults(samples_config: EaselConfig) -> None:
+    body = sample("v1alpha2/extra-single-image.json")
+    body["task"]["content"] = {"image": "s3://b/tenants/acme/inputs/x.png", "resize_mode": 1}
+    inp = v1alpha2.normalize(body, samples_config).input
+    assert isinstance(inp, UpscaleInput)
+    # SD WebUI's defaults: upscaler_1 "None", 512 x 512, crop on.
+    assert (inp.upscaler, inp.upscaling_resize_w, inp.upscaling_resize_h, inp.upscaling_crop) == (
+        "None",
+        512,
+        512,
+        True,
+    )
+
+
+def test_pipeline_and_batch_errors_are_named(samples_config: EaselConfig) -> None:
+    body = sample("v1alpha2/pipeline.json")
+    body["task"]["content"]["3"]["inputs"]["model"] = ["99", 0]
+    with pytest.raises(FieldError) as err:
+        v1alpha2.normalize(body, samples_config)
+    assert err.value.field.startswith("task.content.3"), err.value
+    body = sample("v1alpha2/extra-single-image.json")
+    body["task"]["metadata"]["tasktype"] = "extra-batch-images"
+    with pytest.raises(FieldError) as err:
+        v1alpha2.normalize(body, samples_config)
+    assert err.value.field == "task.metadata.tasktype" and "extra-single-image" in err.value.reason
+
+
+def test_an_alias_names_one_pool_per_kind_of_task(samples_config: EaselConfig) -> None:
+    data = samples_config.model_dump(mode="json")
+    data["runtimes"].append(
+        {**data["runtimes"][1], "name": "webui", "kind": "sdwebui", "aliases": ["sdruntime"]}
+    )
+    with pytest.raises(ConfigError, match="'sdruntime' already names a runtime"):
+        parse_config(data, "test")
 
 
 def test_v1alpha1_samples(two_runtimes_config: EaselConfig) -> None:
