@@ -12,7 +12,7 @@ import pytest
 from easel.config import EaselConfig, load_config, parse_config
 from easel.contract import GenerationInput, PipelineInput, TaskType, UpscaleInput
 from easel.errors import ConfigError, FieldError
-from lambdas.api import sdwebui, v1alpha1, v1alpha2
+from lambdas.api import inputs, sdwebui, v1alpha1, v1alpha2
 from lambdas.api.deps import Deps
 from tests.unit.api.conftest import event, invoke
 
@@ -267,3 +267,26 @@ def test_trailing_slash_as_the_reference_test_script_posts(deps: Deps) -> None:
     # Same client id, another body: the idempotency check holds across both compat routes.
     status, body = invoke(event("POST", "/v1alpha1/", body=sample("v1alpha1/t2i.json")))
     assert (status, body["error"]["code"]) == (409, "task_conflict"), body
+
+
+def test_extra_single_image_url_is_checked_at_submit(samples_config: EaselConfig) -> None:
+    """The sample's image URL is refused before anything is queued unless its host is allowed; an S3 image
+    of another tenant too. The error names the client's field once renamed by the route."""
+    req = v1alpha2.normalize(sample("v1alpha2/extra-single-image.json"), samples_config)
+    refs = inputs.request_refs(req)
+    assert refs == [("input.image", sample("v1alpha2/extra-single-image.json")["task"]["content"]["image"])]
+
+    def check(refs: list[tuple[str, str]], config: EaselConfig) -> None:
+        inputs.check_refs(refs, tenant="acme", bucket="outs", config=config, objects=None, pending=set())  # type: ignore[arg-type]
+
+    with pytest.raises(FieldError, match=r"not in inputs\.allowed_https_hosts") as err:
+        check(refs, samples_config)
+    assert err.value.field == "input.image"
+    allowed = samples_config.model_copy(
+        update={
+            "inputs": samples_config.inputs.model_copy(update={"allowed_https_hosts": ["huggingface.co"]})
+        }
+    )
+    check(refs, allowed)
+    with pytest.raises(FieldError, match="outside your tenant"):
+        check([("input.image", "s3://outs/tenants/globex/inputs/cat.png")], samples_config)
