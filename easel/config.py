@@ -54,9 +54,18 @@ class Throttle(_Section):
     quota_per_day: Annotated[int | None, Field(ge=1)] = None
 
 
+class ApiKeysConfig(_Section):
+    """The API-key endpoint (docs/api.md, "API keys"), deployed when a tenant sets ``api_keys``."""
+
+    # How long API Gateway (and the local gateway) caches the authorizer's answer per key. `easel keys
+    # revoke` flushes the cache, so a revocation is immediate; without the flush this bounds it. 0 = none.
+    cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+
+
 class ApiConfig(_Section):
     limits: Limits = Limits()
     throttle: Throttle = Throttle()
+    api_keys: ApiKeysConfig = ApiKeysConfig()
     url_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
     task_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     list_max_limit: Annotated[int, Field(ge=1, le=1000)] = 100
@@ -78,6 +87,15 @@ class Entitlements(_Section):
     retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
 
 
+class TenantApiKeys(_Section):
+    """A tenant's API keys are accepted; its usage plan (API Gateway) throttles and caps them."""
+
+    rate_limit: Annotated[float, Field(gt=0)] = 5.0
+    burst_limit: Annotated[int, Field(ge=1)] = 10
+    # Requests per UTC day over all of the tenant's keys; unset = no quota.
+    quota_per_day: Annotated[int | None, Field(ge=1)] = None
+
+
 class Tenant(_Section):
     id: Annotated[str, Field(pattern=TENANT_ID)]
     # IAM principal ARNs, fnmatch globs allowed (see easel/tenancy.py): users
@@ -85,6 +103,9 @@ class Tenant(_Section):
     # of an assumed role), federated users ("arn:aws:sts::1234...:federated-user/bob").
     principals: list[str] = []
     entitlements: Entitlements = Entitlements()
+    # Unset: no API keys (SigV4 only). Set: `easel keys create --tenant <id>` keys are accepted on the
+    # API-key endpoint, under this usage plan. Both ways of calling map to this same tenant.
+    api_keys: TenantApiKeys | None = None
 
     @model_validator(mode="after")
     def _role_patterns(self) -> Tenant:
@@ -514,6 +535,11 @@ class EaselConfig(_Section):
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return next((t for t in self.tenants if t.id == tenant_id), None)
+
+    @property
+    def key_tenants(self) -> frozenset[str]:
+        """The tenants whose API keys are accepted (``tenants[].api_keys`` set)."""
+        return frozenset(t.id for t in self.tenants if t.api_keys is not None)
 
 
 def _unique(key: str, names: list[str]) -> None:

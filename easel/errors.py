@@ -9,6 +9,7 @@ EaselError
 └── StoreError               the task table refused or failed an operation
     ├── TaskNotFound
     ├── TaskConflict         a conditional write lost (idempotency mismatch, concurrent update)
+    ├── ApiKeyNotFound       no API key with that id for that tenant (easel/apikeys.py)
     └── StoreUnavailable     throttling / transient AWS failure: retry later
 """
 
@@ -72,6 +73,13 @@ class TaskNotFound(StoreError):
         super().__init__(f"task '{task_id}' not found")
         self.tenant = tenant
         self.task_id = task_id
+
+
+class ApiKeyNotFound(StoreError):
+    def __init__(self, key_id: str, tenant: str) -> None:
+        super().__init__(f"tenant '{tenant}' has no API key '{key_id}'")
+        self.key_id = key_id
+        self.tenant = tenant
 
 
 class TaskConflict(StoreError):

@@ -74,6 +74,15 @@ class Names:
         return f"{self.prefix}-tasks"
 
     @property
+    def api_keys_table(self) -> str:
+        return f"{self.prefix}-api-keys"
+
+    @property
+    def key_api(self) -> str:
+        """The REST API that takes ``x-api-key`` (the SigV4 one is ``<prefix>-api``)."""
+        return f"{self.prefix}-key-api"
+
+    @property
     def models_bucket(self) -> str:
         return f"{self.prefix}-models-{self.account}-{self.region}"
 

@@ -17,6 +17,7 @@ from easel.cli import (
     client_cmds,
     costs_cmds,
     deploy_cmds,
+    keys_cmds,
     local_cmds,
     models_cmds,
     plan_cmds,
@@ -63,6 +64,7 @@ app.add_typer(local_cmds.app, name="local", help="Run the whole pipeline on this
 app.add_typer(runtime_cmds.app, name="runtime", help="The diffusion runtime server.")
 app.add_typer(bench_cmds.app, name="bench", help="Benchmarks (results go to docs/benchmarks.md).")
 app.add_typer(webhooks_cmds.app, name="webhooks", help="Webhook signing secrets for tenants.")
+app.add_typer(keys_cmds.app, name="keys", help="API keys of tenants (x-api-key): create, list, revoke.")
 app.add_typer(deploy_cmds.app, name="deploy", help="Check a deployed service (after cdk deploy).")
 
 

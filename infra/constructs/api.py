@@ -13,6 +13,7 @@ method before the Lambda runs; ``tests/infra`` checks the list against the Lambd
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -161,32 +162,9 @@ class Api(Construct):
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
-        self.request_validator = self.rest_api.add_request_validator(
-            "Validator",
-            request_validator_name="body-and-parameters",
-            validate_request_body=True,
-            validate_request_parameters=True,
+        self.request_validator, self.methods = declare_routes(
+            self.rest_api, self.function, authorization_type=apigw.AuthorizationType.IAM
         )
-        json_object = self.rest_api.add_model(
-            "JsonObject",
-            content_type="application/json",
-            model_name="JsonObject",
-            schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT),
-        )
-        integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False)
-        self.methods: dict[tuple[str, str], apigw.Method] = {}
-        for method, path in ROUTES:
-            resource = self.rest_api.root.resource_for_path(path)
-            params = {"method.request.path.id": True} if "{id}" in path else None
-            models = {"application/json": json_object} if (method, path) in JSON_BODY_ROUTES else None
-            self.methods[(method, path)] = resource.add_method(
-                method,
-                integration,
-                authorization_type=apigw.AuthorizationType.IAM,
-                request_validator=self.request_validator,
-                request_parameters=params,
-                request_models=models,
-            )
 
         self.usage_plan = self.rest_api.add_usage_plan(
             "UsagePlan",
@@ -233,6 +211,40 @@ class Api(Construct):
             "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which have no resource "
             "level permissions, so AWS requires the wildcard resource for them.",
         )
+
+
+def declare_routes(
+    rest_api: apigw.RestApi, function: lambda_.IFunction, **method_options: Any
+) -> tuple[apigw.RequestValidator, dict[tuple[str, str], apigw.Method]]:
+    """Every route of :data:`ROUTES` on ``rest_api``, proxied to ``function``, its parameters and JSON bodies
+    validated at the edge; ``method_options`` say how callers are authorized (IAM, or the key authorizer)."""
+    validator = rest_api.add_request_validator(
+        "Validator",
+        request_validator_name="body-and-parameters",
+        validate_request_body=True,
+        validate_request_parameters=True,
+    )
+    json_object = rest_api.add_model(
+        "JsonObject",
+        content_type="application/json",
+        model_name="JsonObject",
+        schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT),
+    )
+    integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+    methods: dict[tuple[str, str], apigw.Method] = {}
+    for method, path in ROUTES:
+        resource = rest_api.root.resource_for_path(path)
+        params = {"method.request.path.id": True} if "{id}" in path else None
+        models = {"application/json": json_object} if (method, path) in JSON_BODY_ROUTES else None
+        methods[(method, path)] = resource.add_method(
+            method,
+            integration,
+            request_validator=validator,
+            request_parameters=params,
+            request_models=models,
+            **method_options,
+        )
+    return validator, methods
 
 
 def powertools_layer_parameter() -> str:

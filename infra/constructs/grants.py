@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -51,3 +52,9 @@ def grant_assume(role: iam.IRole, grantee: iam.IGrantable) -> iam.Grant:
     return iam.Grant.add_to_principal(
         grantee=grantee, actions=["sts:AssumeRole", "sts:TagSession"], resource_arns=[role.role_arn]
     )
+
+
+def grant_items(table: dynamodb.ITable, grantee: iam.IGrantable, *, actions: Sequence[str]) -> iam.Grant:
+    """``actions`` on the table's items only: ``Table.grant`` also covers ``<table>/index/*`` once the
+    table has an index, which a caller reading items by key never needs."""
+    return iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[table.table_arn])

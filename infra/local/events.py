@@ -25,12 +25,15 @@ def proxy_event(
     query: str,
     headers: list[tuple[str, str]],
     body: bytes,
-    principal_arn: str,
-    access_key_id: str,
+    principal_arn: str | None,
+    access_key_id: str | None,
     source_ip: str,
     host: str,
     request_id: str | None = None,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The event of a SigV4 call (``principal_arn``, ``access_key_id``) or of a call a Lambda authorizer
+    let through (``authorizer``: its context, as ``requestContext.authorizer``; no IAM identity)."""
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
         multi_headers.setdefault(name, []).append(value)
@@ -76,11 +79,12 @@ def proxy_event(
             "requestTimeEpoch": int(now.timestamp() * 1000),
             "domainName": host,
             "domainPrefix": host.split(".")[0],
+            **({"authorizer": authorizer} if authorizer is not None else {}),
             "identity": {
-                "accountId": ACCOUNT,
+                "accountId": ACCOUNT if principal_arn else None,
                 "accessKey": access_key_id,
-                "caller": principal_arn.rsplit("/", 1)[-1],
-                "user": principal_arn.rsplit("/", 1)[-1],
+                "caller": principal_arn.rsplit("/", 1)[-1] if principal_arn else None,
+                "user": principal_arn.rsplit("/", 1)[-1] if principal_arn else None,
                 "userArn": principal_arn,
                 "sourceIp": source_ip,
                 "userAgent": multi_headers.get("user-agent", [""])[-1],

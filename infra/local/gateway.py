@@ -9,6 +9,13 @@ As API Gateway does: requests over the stage's rate/burst (``api.throttle``, a t
 before anything else runs, and only the host the gateway serves is answered (an execute-api domain
 answers only for itself), so a signed request with another ``Host`` cannot steer the URLs the API
 builds from it.
+
+A request with ``x-api-key`` and no ``Authorization`` header is authorized by the API-key path instead of
+SigV4 (:mod:`infra.local.keyauth`: the deployed authorizer's decision, its cache, the tenants' usage plans);
+in AWS the two are separate APIs with the same routes (docs/api.md, "API keys"). The handler then sees
+what API Gateway hands it after a Lambda authorizer: ``requestContext.authorizer`` with the key's tenant
+and key id, and no IAM identity. ``POST /_easel/flush-authorizers-cache`` with the stack's admin token (in
+the state file) empties the authorizer cache, as ``FlushStageAuthorizersCache`` does in AWS.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
+from easel.apikeys import HEADER as API_KEY_HEADER
+from easel.apikeys import REFUSALS as KEY_REFUSALS
 from infra.local.errors import AuthError, StackError
 from infra.local.events import LocalLambdaContext, ProxyResponse, from_proxy_result, proxy_event
 from infra.local.sigv4 import LocalCredential, verify
@@ -30,11 +39,15 @@ from infra.local.sigv4 import LocalCredential, verify
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from infra.local.keyauth import KeyAuth
+
 log = logging.getLogger("easel.local.gateway")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 # API Gateway's own payload cap; the handler enforces the (smaller) configured limit with a 4xx of its own.
 MAX_PAYLOAD = 10 * 1024 * 1024
+FLUSH_PATH = "/_easel/flush-authorizers-cache"
+ADMIN_HEADER = "x-easel-admin-token"
 
 
 class TokenBucket:
@@ -70,8 +83,11 @@ class Gateway:
         throttle: TokenBucket | None = None,
         hosts: frozenset[str] = frozenset(),
         tracer: Tracer | None = None,
+        key_auth: KeyAuth | None = None,
+        admin_token: str = "",
     ) -> None:
-        """``hosts``: the ``Host`` values answered (``host:port``); empty until the server pins its own."""
+        """``hosts``: the ``Host`` values answered (``host:port``); empty until the server pins its own.
+        ``key_auth``: accept ``x-api-key`` too; ``admin_token``: what a cache flush must present."""
         self._handler = handler
         self._credentials = dict(credentials)
         self._region = region
@@ -80,6 +96,8 @@ class Gateway:
         self.hosts = hosts
         # The request span of each call (local mode's stand-in for API Gateway's and Lambda's X-Ray trace).
         self._tracer = tracer
+        self._key_auth = key_auth
+        self._admin_token = admin_token
 
     def pin(self, host: str, port: int) -> None:
         """Serve only this address (by IP, and as ``localhost`` when it is the loopback)."""
@@ -132,6 +150,12 @@ class Gateway:
             return _error(403, "host_not_served", "this gateway does not serve that host")
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client") or ("127.0.0.1", 0)
+        if scope["path"] == FLUSH_PATH:
+            return self._flush(scope["method"], headers)
+        names = {k.lower() for k, _ in headers}
+        if self._key_auth is not None and API_KEY_HEADER in names and "authorization" not in names:
+            return await self._with_key(scope, headers, bytes(body), query, host, client[0])
         url = f"http://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
         try:
             cred = verify(
@@ -144,7 +168,6 @@ class Gateway:
             )
         except AuthError as exc:
             return _error(403, exc.code, exc.message)
-        client = scope.get("client") or ("127.0.0.1", 0)
         event = proxy_event(
             method=scope["method"],
             path=scope["path"],
@@ -157,6 +180,50 @@ class Gateway:
             host=host,
         )
         return await anyio.to_thread.run_sync(self._invoke, event)
+
+    async def _with_key(
+        self,
+        scope: dict[str, Any],
+        headers: list[tuple[str, str]],
+        body: bytes,
+        query: str,
+        host: str,
+        source_ip: str,
+    ) -> ProxyResponse:
+        assert self._key_auth is not None
+        # API Gateway's identity source takes one value; the last of a repeated header, like the proxy maps.
+        presented = [v for k, v in headers if k.lower() == API_KEY_HEADER][-1]
+        decision = await anyio.to_thread.run_sync(self._key_auth.authenticate, presented)
+        if not decision.allowed or decision.tenant is None:
+            # The key id only (never the key): what the authorizer logs too.
+            log.info("api key refused: %s (key id %s)", decision.reason, decision.key_id or "-")
+            return _error(decision.status, *KEY_REFUSALS[decision.status])
+        limited = self._key_auth.admit(decision.tenant)
+        if limited is not None:
+            return _error(429, *KEY_REFUSALS[limited])
+        event = proxy_event(
+            method=scope["method"],
+            path=scope["path"],
+            query=query,
+            headers=headers,
+            body=body,
+            principal_arn=None,
+            access_key_id=None,
+            source_ip=source_ip,
+            host=host,
+            authorizer={"principalId": decision.key_id, "tenant": decision.tenant, "key_id": decision.key_id},
+        )
+        return await anyio.to_thread.run_sync(self._invoke, event)
+
+    def _flush(self, method: str, headers: list[tuple[str, str]]) -> ProxyResponse:
+        import hmac
+
+        token = next((v for k, v in headers if k.lower() == ADMIN_HEADER), "")
+        if method != "POST" or not self._admin_token or not hmac.compare_digest(token, self._admin_token):
+            return _error(403, "forbidden", "flushing the authorizer cache needs the stack's admin token")
+        if self._key_auth is not None:
+            self._key_auth.flush()
+        return ProxyResponse(204, [], b"")
 
     def _invoke(self, event: dict[str, Any]) -> ProxyResponse:
         if self._tracer is None:

@@ -3,7 +3,8 @@
 Mirrors the CDK messaging/storage constructs: tasks and results topics, per runtime a high and a normal
 lane queue (raw delivery, filter policy, DLQ with maxReceiveCount), the unroutable catch-all queue, the
 local webhooks queue (results topic, raw delivery, DLQ; drained by :mod:`infra.local.webhooks_worker` where
-AWS invokes the webhooks Lambda), the tasks table with its two GSIs and TTL, and the models/outputs buckets.
+AWS invokes the webhooks Lambda), the tasks table with its two GSIs and TTL, the API keys table, and the
+models/outputs buckets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from easel import apikeys
 from easel.config import EaselConfig
 from easel.naming import LANES, Names
 from easel.routing import lane_filter_policy, unroutable_filter_policy
@@ -42,6 +44,7 @@ class Resources:
     lanes: dict[str, dict[str, LaneResources]] = field(default_factory=dict)
     webhooks_queue_url: str = ""
     webhooks_dlq_url: str = ""
+    api_keys_table: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +101,7 @@ def provision(config: EaselConfig, names: Names, session: Any) -> Resources:
     webhooks_queue_url, webhooks_dlq_url = _webhooks_queue(sns, sqs, names, results_topic)
 
     _create_table(ddb, names.tasks_table)
+    _create_keys_table(ddb, names.api_keys_table)
     for bucket in (names.models_bucket, names.outputs_bucket):
         _create_bucket(s3, bucket, names.region)
 
@@ -112,6 +116,7 @@ def provision(config: EaselConfig, names: Names, session: Any) -> Resources:
         lanes=lanes,
         webhooks_queue_url=webhooks_queue_url,
         webhooks_dlq_url=webhooks_dlq_url,
+        api_keys_table=names.api_keys_table,
     )
 
 
@@ -200,6 +205,31 @@ def _create_table(ddb: Any, name: str) -> None:
     ddb.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTR}
     )
+
+
+def _create_keys_table(ddb: Any, name: str) -> None:
+    """The API keys table (easel/apikeys.py), as infra/constructs/apikeys.py declares it."""
+    with contextlib.suppress(ddb.exceptions.ResourceInUseException):
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": apikeys.PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": "tenant", "AttributeType": "S"},
+                {"AttributeName": "created_at", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": apikeys.PARTITION_KEY, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": apikeys.GSI_BY_TENANT,
+                    "KeySchema": [
+                        {"AttributeName": "tenant", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
 
 
 def _create_bucket(s3: Any, name: str, region: str) -> None:

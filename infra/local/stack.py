@@ -29,12 +29,14 @@ from infra.local import state as state_file
 from infra.local.errors import StackError
 from infra.local.events import ACCOUNT
 from infra.local.gateway import Gateway, GatewayServer, TokenBucket
+from infra.local.keyauth import KeyAuth
 from infra.local.provision import Resources, provision
 from infra.local.sigv4 import LocalCredential
 from infra.local.state import ChildState, LocalState, TenantCredentials
 from infra.local.supervisor import ChildStatus, Supervisor
 
 if TYPE_CHECKING:
+    from easel.apikeys import KeyRecord
     from lambdas.api.deps import ApiSettings
 from infra.local.workers import (
     DUMMY_AWS,
@@ -148,6 +150,10 @@ class LocalStack:
         # Signs the API's pagination cursors (the Secrets Manager secret's role in AWS); per run, like a
         # redeployed key: a cursor does not outlive the stack that issued it.
         self.cursor_key = secrets.token_urlsafe(32)
+        # What `easel keys revoke` presents to flush the gateway's authorizer cache (kept in the 0600 state
+        # file, as the operator's AWS credentials are in AWS).
+        self.admin_token = secrets.token_urlsafe(32)
+        self.key_auth: KeyAuth | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -187,6 +193,7 @@ class LocalStack:
                 # This process's own provider (not the global one): the gateway's request spans.
                 self._trace_provider = make_provider("easel-api", self.trace_env())
                 tracer = self._trace_provider.get_tracer("easel.local.gateway")
+            self.key_auth = KeyAuth(self.config, self._lookup_key)
             self._gateway = GatewayServer(
                 Gateway(
                     handler,
@@ -194,6 +201,8 @@ class LocalStack:
                     self.region,
                     throttle=TokenBucket(throttle.rate_limit, throttle.burst_limit),
                     tracer=tracer,
+                    key_auth=self.key_auth,
+                    admin_token=self.admin_token,
                 ),
                 host="127.0.0.1",
                 port=self.options.port,
@@ -278,6 +287,14 @@ class LocalStack:
 
         httpx.post(f"{self.moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
         self.resources = self.provision()
+        if self.key_auth is not None:
+            self.key_auth.flush()
+
+    def _lookup_key(self, key_id: str) -> KeyRecord | None:
+        """The authorizer's one read: the key's item in the emulator's keys table."""
+        from easel.apikeys import KeyStore
+
+        return KeyStore(self.client("dynamodb"), self.names.api_keys_table).get(key_id)
 
     def handler_settings(self) -> ApiSettings:
         """The API handler's settings here: the emulator's names, this stack's config, its cursor key and the
@@ -373,6 +390,7 @@ class LocalStack:
                 for c in self.children
             },
             webhook_secret=self.webhook_master_b64,
+            admin_token=self.admin_token,
         )
 
     def write_state(self) -> None:

@@ -7,7 +7,8 @@
      "resources": <infra.local.provision.Resources.to_json()>,
      "children": {"<runtime>/runtime": {"pid", "port", "restarts", "log"}, "<runtime>/agent": {...},
                   "webhooks": {...}},
-     "webhook_secret": "<base64 webhooks master key of this run (EASEL_WEBHOOK_SECRET)>"}
+     "webhook_secret": "<base64 webhooks master key of this run (EASEL_WEBHOOK_SECRET)>",
+     "admin_token": "<what `easel keys revoke` presents to flush the gateway's authorizer cache>"}
 
 Written atomically (temp file + rename, created 0600: it holds credentials) whenever a child's pid changes;
 removed on shutdown by the process that wrote it, never by another one. :func:`running` tells whether the
@@ -60,6 +61,7 @@ class LocalState:
     resources: Resources
     children: dict[str, ChildState] = field(default_factory=dict)
     webhook_secret: str = ""
+    admin_token: str = ""
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:

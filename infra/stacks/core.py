@@ -15,8 +15,9 @@ from constructs import Construct
 from easel.config import EaselConfig
 from easel.naming import Names
 from infra.constructs.api import Api
+from infra.constructs.apikeys import AUTHORIZER_TABLE_ACTIONS, ApiKeys
 from infra.constructs.compliance import acknowledge, nag_resource
-from infra.constructs.grants import OBJECT_READ, grant_objects, grant_publish
+from infra.constructs.grants import OBJECT_READ, grant_items, grant_objects, grant_publish
 from infra.constructs.messaging import Messaging
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
@@ -62,6 +63,20 @@ class CoreStack(cdk.Stack):
             tasks_topic=self.messaging.tasks_topic,
             outputs_bucket=self.storage.outputs_bucket,
         )
+        # The key API only when a tenant takes API keys (config tenants[].api_keys): otherwise nothing of it.
+        self.api_keys: ApiKeys | None = None
+        if config.key_tenants:
+            self.api_keys = ApiKeys(
+                self,
+                "ApiKeys",
+                config=config,
+                names=self.names,
+                api_function=self.api.function,
+                powertools_layer=self.api.powertools_layer,
+                after=self.api.rest_api.deployment_stage,
+            )
+            # The authorizer reads one key by id; creating, listing and revoking are operator actions.
+            grant_items(self.api_keys.table, self.api_keys.function, actions=AUTHORIZER_TABLE_ACTIONS)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -155,6 +170,13 @@ class CoreStack(cdk.Stack):
                 "Submit a first task with your AWS credentials (a principal listed under tenants)",
             ),
         }
+        if self.api_keys is not None:
+            outputs["KeyApiEndpoint"] = (
+                self.api_keys.url,
+                "Base URL of the same task API for API-key clients (x-api-key; `easel keys create`)",
+            )
+            outputs["KeyApiId"] = (self.api_keys.rest_api.rest_api_id, "`easel keys revoke --api-id <this>`")
+            outputs["ApiKeysTableName"] = (self.api_keys.table.table_name, "API keys (hashed), per tenant")
         for key, (value, description) in outputs.items():
             export = STORAGE_EXPORTS.get(key)
             cdk.CfnOutput(

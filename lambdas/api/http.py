@@ -40,10 +40,23 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def caller_tenant(event: APIGatewayProxyEvent, config: EaselConfig) -> str:
-    """The tenant of the caller's IAM identity (user, assumed role by its role ARN, federated user)."""
-    arn = (event.get("requestContext") or {}).get("identity", {}).get("userArn") or ""
-    tenant = resolve_tenant(arn, config.tenants)
-    if tenant is None:
+    """The caller's tenant: from the API-key authorizer's context on the key API, else from the caller's IAM
+    identity (user, assumed role by its role ARN, federated user).
+
+    Both come from ``requestContext``, which API Gateway writes and no client header can set; the key API
+    has no IAM identity and the IAM API no authorizer context, so a request carrying both is refused.
+    """
+    context = event.get("requestContext") or {}
+    arn = (context.get("identity") or {}).get("userArn") or ""
+    key_tenant = (context.get("authorizer") or {}).get("tenant")
+    if key_tenant is not None:
+        tenant = config.tenant(str(key_tenant))
+        if arn or tenant is None or tenant.api_keys is None:
+            logger.info("api key context refused", extra={"key_id": context["authorizer"].get("key_id")})
+            raise Forbidden("the API key is not valid for any tenant", field="x-api-key", code="unknown_key")
+        return tenant.id
+    tenant_id = resolve_tenant(arn, config.tenants)
+    if tenant_id is None:
         # The caller's ARN goes to the log, not into the answer: tenant-readable text carries no ARNs.
         logger.info("principal not mapped to a tenant", extra={"principal": arn or "anonymous"})
         raise Forbidden(
@@ -51,7 +64,7 @@ def caller_tenant(event: APIGatewayProxyEvent, config: EaselConfig) -> str:
             field="principal",
             code="unknown_principal",
         )
-    return tenant
+    return tenant_id
 
 
 def json_body(event: APIGatewayProxyEvent, max_bytes: int) -> Any:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -21,11 +22,21 @@ from tests.infra.conftest import Synth
 pytestmark = pytest.mark.infra
 
 
+def sigv4_api_id(synth: Synth) -> str:
+    """The logical id of the SigV4 API (the key API, when there is one, is tests/infra/test_apikeys.py's)."""
+    return str(synth.resolve(synth.core.api.rest_api.rest_api_id)["Ref"])  # type: ignore[index]
+
+
+def of_api(resources: dict[str, dict[str, Any]], api_id: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in resources.items() if v["Properties"].get("RestApiId") == {"Ref": api_id}}
+
+
 @pytest.mark.slow
 def test_every_method_requires_iam_auth_and_is_validated(synth: Synth) -> None:
-    methods = synth.resources(synth.core, "AWS::ApiGateway::Method")
+    api_id = sigv4_api_id(synth)
+    methods = of_api(synth.resources(synth.core, "AWS::ApiGateway::Method"), api_id)
     assert len(methods) == len(ROUTES)
-    validators = synth.resources(synth.core, "AWS::ApiGateway::RequestValidator")
+    validators = of_api(synth.resources(synth.core, "AWS::ApiGateway::RequestValidator"), api_id)
     assert [v["Properties"]["ValidateRequestBody"] for v in validators.values()] == [True]
     validator_id = next(iter(validators))
     for method in methods.values():
@@ -38,13 +49,16 @@ def test_every_method_requires_iam_auth_and_is_validated(synth: Synth) -> None:
 @pytest.mark.slow
 def test_task_bodies_must_be_json_objects_and_ids_are_required(example_synth: Synth) -> None:
     template = example_synth.core_template
+    api_id = {"Ref": sigv4_api_id(example_synth)}
     template.resource_properties_count_is(
         "AWS::ApiGateway::Method",
-        {"HttpMethod": "POST", "RequestModels": {"application/json": Match.any_value()}},
+        {"RestApiId": api_id, "HttpMethod": "POST", "RequestModels": {"application/json": Match.any_value()}},
         4,  # POST /v1/tasks, /v1/uploads, /v1alpha1 and /v1alpha2
     )
     template.resource_properties_count_is(
-        "AWS::ApiGateway::Method", {"RequestParameters": {"method.request.path.id": True}}, 2
+        "AWS::ApiGateway::Method",
+        {"RestApiId": api_id, "RequestParameters": {"method.request.path.id": True}},
+        2,
     )
     template.has_resource_properties(
         "AWS::ApiGateway::Model",

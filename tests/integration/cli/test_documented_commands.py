@@ -39,6 +39,10 @@ ELSEWHERE: list[tuple[str, str]] = [
     (r"^for \w+ in [^;]*; do (aws|kubectl|helm) ", "needs an AWS account"),
     (r"<ApiEndpoint>|execute-api\.<region>|--secret-arn <", "needs a deployed stack"),
     (r"^easel deploy ", "checks a deployed stack (needs an AWS account)"),
+    (
+        r"^easel keys (create|list|revoke) (?!.*--local)",
+        "manages a deployed stack's API keys (the --local forms: tests/integration/api/test_api_keys.py)",
+    ),
 ]
 
 

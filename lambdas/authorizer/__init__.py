@@ -1,0 +1,1 @@
+"""The API-key authorizer Lambda (REQUEST authorizer of the key API)."""
