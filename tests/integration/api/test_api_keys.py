@@ -222,7 +222,7 @@ def test_a_key_never_appears_in_logs_task_records_or_messages(
 
 
 def test_a_compat_sample_posts_with_an_api_key_and_answers_in_the_references_shape(
-    fresh: LocalStack, http: httpx.Client, capfd: pytest.CaptureFixture[str]
+    fresh: LocalStack, http: httpx.Client, acme: EaselClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The reference's clients send x-api-key and its v1alpha2 bodies unchanged."""
     assert fresh.resources is not None
@@ -234,6 +234,12 @@ def test_a_compat_sample_posts_with_an_api_key_and_answers_in_the_references_sha
     assert {k: answer[k] for k in ("id", "runtime", "output_location")} == {
         "id": "test-t2i",
         "runtime": "sdruntime",
-        "output_location": f"s3://{fresh.resources.outputs_bucket}/tenants/acme/tasks/test-t2i",
+        "output_location": f"s3://{fresh.resources.outputs_bucket}/tenants/acme/output/test-t2i",
     }
     assert [i["tenant"]["S"] for i in table_items(fresh)] == ["acme"]
+    # The same body signed by acme is a replay of the same task: one tenant, whichever way it calls.
+    replay = acme.submit_v1alpha2(body)
+    assert {k: replay[k] for k in ("id", "runtime", "output_location")} == {
+        k: answer[k] for k in ("id", "runtime", "output_location")
+    }
+    assert sum(message_counts(fresh).values()) == 1
