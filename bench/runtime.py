@@ -10,6 +10,8 @@
     I/O, and is the number compared with the target. Warm: the files are in the OS page cache (the usual
     case on a node that already served the model). Cold: this bench's own files are dropped from the page
     cache first (``posix_fadvise(DONTNEED)``, which touches no other file), once per method.
+    With ``--sdxl``, the same for an SDXL-size checkpoint (:mod:`bench.sdxl`: the real SDXL base configs,
+    float16 safetensors as the release ships them), which the CPU runtime converts to float32 as it loads.
     Switch: two models already in the runtime's cache, alternated through ``POST /sdapi/v1/options``; the
     cache's own hit counters confirm every switch was a hit.
 (d) Architectures: per-image seconds of the tiny SDXL model vs the tiny SD 1.5 model (same size, steps,
@@ -37,6 +39,7 @@ from typing import Any
 import httpx
 
 from bench.sd15 import ensure_sd15_model, model_bytes
+from bench.sdxl import SDXL_NAME, ensure_sdxl_model
 from bench.serve import ThreadedServer
 from bench.stats import median, ratio
 
@@ -74,12 +77,23 @@ class BatchResult:
 @dataclass
 class LoadResult:
     model_bytes: int
+    model: str = SD15_A
+    label: str = "SD 1.5-size checkpoint"
+    disk_dtype: str = "float32"
+    # Bytes of the loaded pipeline's parameters and buffers (the dtype the runtime holds them in).
+    loaded_bytes: int = 0
+    loaded_dtype: str = ""
     raw_read_s: list[float] = field(default_factory=list)
     mmap_touch_s: list[float] = field(default_factory=list)
     load_s: list[float] = field(default_factory=list)
     load_touch_s: list[float] = field(default_factory=list)
     cold_raw_read_s: float | None = None
     cold_load_touch_s: float | None = None
+    # When the plan's dtype differs from the files' (fp16 files, fp32 CPU plan): the floor of any loader that
+    # must convert (map the files, convert every tensor into fresh memory), and the runtime's load + touch
+    # with the files' own dtype (what a GPU node does before its host -> device copy).
+    convert_floor_s: list[float] = field(default_factory=list)
+    disk_dtype_load_touch_s: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -212,6 +226,7 @@ class RuntimeBench:
     batch: BatchResult | None = None
     workloads: WorkloadResult | None = None
     load: LoadResult | None = None
+    load_sdxl: LoadResult | None = None
     switches: list[SwitchResult] = field(default_factory=list)
     unet_step_s: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -226,17 +241,20 @@ class RuntimeBench:
                 "ratio": self.batch.ratio,
                 "target_min": BATCH_RATIO_TARGET,
             }
-        if self.load:
-            doc["load"] = {
-                **asdict(self.load),
-                "raw_read_median_s": median(self.load.raw_read_s),
-                "mmap_touch_median_s": median(self.load.mmap_touch_s),
-                "load_median_s": median(self.load.load_s),
-                "load_touch_median_s": median(self.load.load_touch_s),
-                "ratio": self.load.ratio,
-                "cold_ratio": self.load.cold_ratio,
-                "target_max": LOAD_RATIO_TARGET,
-            }
+        for key, load in (("load", self.load), ("load_sdxl", self.load_sdxl)):
+            if load:
+                doc[key] = {
+                    **asdict(load),
+                    "raw_read_median_s": median(load.raw_read_s),
+                    "mmap_touch_median_s": median(load.mmap_touch_s),
+                    "load_median_s": median(load.load_s),
+                    "load_touch_median_s": median(load.load_touch_s),
+                    "convert_floor_median_s": median(load.convert_floor_s),
+                    "disk_dtype_load_touch_median_s": median(load.disk_dtype_load_touch_s),
+                    "ratio": load.ratio,
+                    "cold_ratio": load.cold_ratio,
+                    "target_max": LOAD_RATIO_TARGET,
+                }
         doc["switch"] = [
             {
                 **asdict(s),
@@ -329,6 +347,26 @@ def mmap_touch(files: list[Path]) -> float:
     return time.perf_counter() - start
 
 
+def convert_floor(files: list[Path], dtype: str) -> float:
+    """Seconds to map every safetensors file and convert each tensor to ``dtype`` in fresh memory: the least
+    any loader must do when the plan's dtype is not the files' (one read of the bytes, one conversion)."""
+    import torch
+    from safetensors import safe_open
+
+    target = getattr(torch, dtype)
+    start = time.perf_counter()
+    kept: list[torch.Tensor] = []
+    for path in files:
+        if path.suffix != ".safetensors":
+            continue
+        with safe_open(str(path), framework="pt") as f:
+            kept.extend(f.get_tensor(key).to(target) for key in f.keys())  # noqa: SIM118 - not a dict
+    elapsed = time.perf_counter() - start
+    del kept
+    gc.collect()
+    return elapsed
+
+
 def drop_from_page_cache(files: list[Path]) -> None:
     """Evict these files' pages from the OS page cache (only theirs; nothing else on the machine)."""
     gc.collect()
@@ -345,7 +383,7 @@ def touch_weights(pipe: Any) -> None:
     import torch
 
     with torch.inference_mode():
-        for name in ("unet", "vae", "text_encoder"):
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
             module = getattr(pipe, name, None)
             if module is None:
                 continue
@@ -356,51 +394,90 @@ def touch_weights(pipe: Any) -> None:
 
 
 # ---- the runtime, in process -------------------------------------------------------------------------------
-def new_runner(models_dir: Path) -> Any:
+def new_runner(models_dir: Path, dtype: str | None = None) -> Any:
+    """A fresh runner with this machine's device plan; ``dtype`` overrides the plan's dtype only."""
+    import dataclasses
+
+    import torch
+
+    from runtime_image.server.device import plan_for, probe_device
     from runtime_image.server.main import offline_defaults
     from runtime_image.server.runner import Runner
     from runtime_image.server.settings import RuntimeSettings
 
     offline_defaults()
-    runner = Runner(RuntimeSettings(models_dir=models_dir))
+    settings = RuntimeSettings(models_dir=models_dir)
+    plan = plan_for(probe_device(), dtype=settings.dtype, compile_unet=settings.torch_compile)
+    if dtype is not None:
+        plan = dataclasses.replace(plan, dtype=getattr(torch, dtype))
+    runner = Runner(settings, plan=plan)
     runner.start().result()
     return runner
 
 
-def timed_load(models_dir: Path, name: str) -> tuple[float, float]:
-    """(load, load + touch) seconds of ``name`` in a fresh runner (a guaranteed cache miss)."""
-    runner = new_runner(models_dir)
+def timed_load(
+    models_dir: Path, name: str, facts: LoadResult | None = None, *, dtype: str | None = None
+) -> tuple[float, float]:
+    """(load, load + touch) seconds of ``name`` in a fresh runner (a guaranteed cache miss); records the
+    loaded pipeline's bytes and dtype in ``facts``; ``dtype`` overrides the device plan's."""
+    from runtime_image.server.loader import pipeline_nbytes
+
+    runner = new_runner(models_dir, dtype)
     try:
         start = time.perf_counter()
         asyncio.run(runner.select_model(name))
         loaded = time.perf_counter() - start
-        touch_weights(runner.cache.peek(name).text2img)
-        return loaded, time.perf_counter() - start
+        pipe = runner.cache.peek(name).text2img
+        touch_weights(pipe)
+        touched = time.perf_counter() - start
+        if facts is not None:
+            facts.loaded_bytes = pipeline_nbytes(pipe)
+            facts.loaded_dtype = str(pipe.unet.dtype).removeprefix("torch.")
+        del pipe
+        return loaded, touched
     finally:
         runner.close()
         del runner
         gc.collect()
 
 
-def bench_load(models_dir: Path, runs: int, *, cold: bool = True) -> LoadResult:
-    folder = models_dir / SD15_A
+def bench_load(
+    models_dir: Path, runs: int, *, cold: bool = True, template: LoadResult | None = None
+) -> LoadResult:
+    """Loads of ``template.model`` (default: the SD 1.5-size one) alternating with raw reads of its files."""
+    result = template or LoadResult(model_bytes=0)
+    folder = models_dir / result.model
     files = weight_files(folder)
-    result = LoadResult(model_bytes=model_bytes(folder))
-    timed_load(models_dir, SD15_A)  # imports, and the files into the page cache
+    result.model_bytes = model_bytes(folder)
+    timed_load(models_dir, result.model, result)  # imports, and the files into the page cache
     raw_read(files)
     for _ in range(runs):
         result.raw_read_s.append(raw_read(files))
         result.mmap_touch_s.append(mmap_touch(files))
-        loaded, touched = timed_load(models_dir, SD15_A)
+        loaded, touched = timed_load(models_dir, result.model)
         result.load_s.append(loaded)
         result.load_touch_s.append(touched)
+        if result.loaded_dtype != result.disk_dtype:
+            result.convert_floor_s.append(convert_floor(files, result.loaded_dtype))
+            on_disk = timed_load(models_dir, result.model, dtype=result.disk_dtype)[1]
+            result.disk_dtype_load_touch_s.append(on_disk)
     if cold:
         drop_from_page_cache(files)
         result.cold_raw_read_s = raw_read(files)
         drop_from_page_cache(files)
-        result.cold_load_touch_s = timed_load(models_dir, SD15_A)[1]
+        result.cold_load_touch_s = timed_load(models_dir, result.model)[1]
         raw_read(files)  # leave the files cached, as found
     return result
+
+
+def bench_load_sdxl(
+    models_dir: Path, runs: int, *, cold: bool = True, configs: dict[str, Any] | None = None
+) -> LoadResult:
+    """The SDXL-size fp16 folder, loaded as this machine's device plan says (float32 on a CPU).
+    ``configs``: a scaled-down model for the tests (see :func:`bench.sdxl.ensure_sdxl_model`)."""
+    ensure_sdxl_model(models_dir, SDXL_NAME, configs=configs)
+    template = LoadResult(model_bytes=0, model=SDXL_NAME, label="SDXL-size checkpoint", disk_dtype="float16")
+    return bench_load(models_dir, runs, cold=cold, template=template)
 
 
 def txt2img(http: httpx.Client, *, batch: int, width: int, steps: int, seed: int) -> int:
@@ -519,7 +596,13 @@ def bench_unet_step(runner: Any, name: str, runs: int = 2) -> list[float]:
 
 
 def bench_runtime(
-    models_dir: Path, *, images: int = 16, steps: int = 10, load_runs: int = 3, sd15: bool = True
+    models_dir: Path,
+    *,
+    images: int = 16,
+    steps: int = 10,
+    load_runs: int = 3,
+    sd15: bool = True,
+    sdxl: bool = False,
 ) -> RuntimeBench:
     from runtime_image.server.main import build_app
     from runtime_image.server.settings import RuntimeSettings
@@ -532,6 +615,8 @@ def bench_runtime(
     result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if sd15:
         result.load = bench_load(models_dir, load_runs)
+    if sdxl:
+        result.load_sdxl = bench_load_sdxl(models_dir, load_runs)
     switch = TracingSwitch(models_dir / "bench-spans.jsonl")
     switch.path.unlink(missing_ok=True)
     app = build_app(RuntimeSettings(models_dir=models_dir))
@@ -588,8 +673,9 @@ def tables(result: RuntimeBench) -> list[Any]:
         t.add_row("hires fix 64 -> 128 (Latent, denoise 0.5)", fmt(median(w.hires_64_to_128_s), 3),
                   fmt(w.hires_ratio, 2) + "x")  # fmt: skip
         out.append(t)
-    if result.load:
-        out.append(_load_table(result.load))
+    for load in (result.load, result.load_sdxl):
+        if load:
+            out.append(_load_table(load))
     if result.switches:
         t = make_table(
             "model switch between two cached models (POST /sdapi/v1/options)",
@@ -630,8 +716,8 @@ def _load_table(ld: LoadResult) -> Any:
     from bench.report import fmt, make_table, verdict
 
     t = make_table(
-        f"model load: SD 1.5-size checkpoint ({ld.model_bytes / 1e9:.2f} GB fp32), "
-        f"medians of {len(ld.load_s)}",
+        f"model load: {ld.label} ({ld.model_bytes / 1e9:.2f} GB {ld.disk_dtype} on disk, "
+        f"{ld.loaded_bytes / 1e9:.2f} GB loaded), medians of {len(ld.load_s)}",
         ["what", "warm cache (s)", "vs raw read", "cold cache (s)", "vs raw read"],
     )
     raw = median(ld.raw_read_s)
@@ -645,7 +731,15 @@ def _load_table(ld: LoadResult) -> Any:
     t.add_row(
         "raw mmap + touch every page (floor)", fmt(median(ld.mmap_touch_s), 3), rel(median(ld.mmap_touch_s))
     )
-    t.add_row("runtime load (lazy mmap)", fmt(median(ld.load_s), 3), rel(median(ld.load_s)))
+    same = ld.disk_dtype == ld.loaded_dtype
+    how = "lazy mmap" if same else f"{ld.disk_dtype} converted to {ld.loaded_dtype}"
+    if ld.convert_floor_s:
+        t.add_row(
+            f"raw mmap + convert every tensor to {ld.loaded_dtype} (floor)",
+            fmt(median(ld.convert_floor_s), 3),
+            rel(median(ld.convert_floor_s)),
+        )
+    t.add_row(f"runtime load ({how})", fmt(median(ld.load_s), 3), rel(median(ld.load_s)))
     cold = ld.cold_ratio
     t.add_row(
         "runtime load + touch every weight page",
@@ -654,4 +748,11 @@ def _load_table(ld: LoadResult) -> Any:
         fmt(ld.cold_load_touch_s, 3),
         "-" if cold is None else fmt(cold, 2) + "x",
     )
+    if ld.disk_dtype_load_touch_s:
+        on_disk = median(ld.disk_dtype_load_touch_s)
+        t.add_row(
+            f"runtime load + touch with a {ld.disk_dtype} plan (a GPU node's, before its device copy)",
+            fmt(on_disk, 3),
+            rel(on_disk),
+        )
     return t

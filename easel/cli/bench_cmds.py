@@ -107,13 +107,20 @@ def runtime(
     steps: int = typer.Option(10, "--steps", min=1, max=100, help="denoising steps per image (batching)"),
     load_runs: int = typer.Option(3, "--load-runs", min=1, max=10, help="loads / raw reads to time"),
     skip_sd15: bool = typer.Option(False, "--skip-sd15", help="tiny model only (no 4.3 GB checkpoint)"),
+    sdxl: bool = typer.Option(
+        False,
+        "--sdxl",
+        help="also load an SDXL-size checkpoint vs a raw read (6.9 GB fp16 written once; ~14 GB RAM on CPU)",
+    ),
     json_path: Path | None = JSON_OPT,
 ) -> None:
     """The diffusers runtime on CPU: batching, SD 1.5-size load vs raw read, model switch, a UNet step."""
     from bench.report import emit
     from bench.runtime import bench_runtime, tables
 
-    result = bench_runtime(models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15)
+    result = bench_runtime(
+        models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15, sdxl=sdxl
+    )
     emit(tables(result), result.to_json(), json_path, console)
 
 
