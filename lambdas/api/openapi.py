@@ -103,9 +103,16 @@ def build() -> dict[str, Any]:
             "in": "header",
             "x-amazon-apigateway-authtype": "awsSigv4",
             "description": "AWS Signature Version 4, service execute-api",
-        }
+        },
+        # The key API (docs/api.md, "API keys"): the same paths at another base URL (KeyApiEndpoint).
+        "apiKey": {
+            "type": "apiKey",
+            "name": "x-api-key",
+            "in": "header",
+            "description": "An Easel API key (easel keys create), for tenants with api_keys, on the key API",
+        },
     }
-    doc["security"] = [{"sigv4": []}]
+    doc["security"] = [{"sigv4": []}, {"apiKey": []}]
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)  # Powertools' request validation is not used: errors are ErrorBody
     for ops in doc["paths"].values():
