@@ -6,6 +6,8 @@
 
 Credentials come from the standard AWS chain (env, profile, SSO, instance role) unless given; the region
 from the argument, ``AWS_REGION``/``AWS_DEFAULT_REGION``, the execute-api host name, or ``us-east-1``.
+With an API key (``api_key=`` or ``EASEL_API_KEY``; docs/api.md, "API keys") requests carry ``x-api-key``
+and are not signed: point the endpoint at the key API (``KeyApiEndpoint``) or the local gateway.
 Every method returns the API's JSON as a dict.
 
 Errors (extending :mod:`easel.errors`)::
@@ -107,6 +109,7 @@ class EaselClient:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         session_token: str | None = None,
+        api_key: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -126,6 +129,8 @@ class EaselClient:
         if access_key_id and secret_access_key:
             credentials = Credentials(access_key_id, secret_access_key, session_token)
         self._credentials = credentials  # resolved lazily: constructing a client needs no credentials
+        # An explicit SigV4 credential wins over a key from the environment.
+        self._api_key = api_key or (None if credentials else os.environ.get("EASEL_API_KEY") or None)
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
 
     def close(self) -> None:
@@ -221,7 +226,7 @@ class EaselClient:
         raw_body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A signed request; returns the decoded JSON or raises :class:`ApiError`."""
+        """A signed request (or one with the API key): the decoded JSON, or :class:`ApiError`."""
         url = self.endpoint + path
         if params:
             url += "?" + urlencode(params, quote_via=quote)
@@ -230,15 +235,18 @@ class EaselClient:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             send_headers.setdefault("Content-Type", "application/json")
-        creds = (self._credentials or _default_credentials()).get_frozen_credentials()
-        signed = sign_request(
-            method,
-            url,
-            body=body,
-            headers=send_headers,
-            credentials=Credentials(str(creds.access_key), str(creds.secret_key), creds.token),
-            region=self.region,
-        )
+        if self._api_key is not None:
+            signed = {**send_headers, "x-api-key": self._api_key}
+        else:
+            creds = (self._credentials or _default_credentials()).get_frozen_credentials()
+            signed = sign_request(
+                method,
+                url,
+                body=body,
+                headers=send_headers,
+                credentials=Credentials(str(creds.access_key), str(creds.secret_key), creds.token),
+                region=self.region,
+            )
         try:
             resp = self._http.request(method, url, content=body, headers=signed)
         except httpx.HTTPError as exc:

@@ -1,6 +1,7 @@
 """Client commands: ``easel submit``, ``easel status``, ``easel cancel``, ``easel tasks``.
 
-All sign with SigV4 (standard AWS credential chain) against ``--endpoint``/``EASEL_ENDPOINT``; ``--json``
+All sign with SigV4 (standard AWS credential chain) against ``--endpoint``/``EASEL_ENDPOINT``, or send
+``EASEL_API_KEY`` as ``x-api-key`` when it is set (the key API, docs/api.md "API keys"); ``--json``
 prints the API's JSON instead of tables. Exit codes: 0 ok, 1 the API refused or a task did not succeed,
 2 usage/config problems (no endpoint, no credentials, unreadable --file), 130 interrupted (Ctrl-C).
 ``--wait`` renders each task's progress (:mod:`easel.cli.progress`); an interrupted or timed-out wait

@@ -94,6 +94,29 @@ def test_a_key_submits_for_its_tenant_and_sigv4_sees_the_same_task(
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
 
 
+def test_the_sdk_and_the_cli_send_the_key(
+    fresh: LocalStack, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = create_key(fresh, capfd, "acme")
+    with EaselClient(fresh.endpoint, api_key=key) as client:
+        task = client.submit(t2i("sd15"))
+        assert task["tenant"] == "acme" and client.get(task["id"])["status"] == "queued"
+    # `easel tasks` with EASEL_API_KEY and no AWS credentials at all.
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("EASEL_ENDPOINT", fresh.endpoint)
+    monkeypatch.setenv("EASEL_API_KEY", key)
+    capfd.readouterr()
+    assert run(["tasks", "--json"]) == 0
+    assert [t["id"] for t in json.loads(capfd.readouterr().out)["tasks"]] == [task["id"]]
+    monkeypatch.setenv("EASEL_API_KEY", key[:-1])  # malformed: the gateway's 401, exit 1
+    assert run(["tasks", "--json"]) == 1
+    assert json.loads(capfd.readouterr().out)["error"]["code"] == "unauthorized"
+
+
 def test_another_tenants_key_never_reads_or_cancels_this_tenants_tasks(
     fresh: LocalStack, http: httpx.Client, acme: EaselClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
