@@ -113,6 +113,8 @@ def task_trace(spans: Iterable[dict[str, Any]], task_id: str) -> list[Stage]:
 _SHOWN = (
     "easel.outcome",
     "easel.receive_count",
+    "easel.event",
+    "easel.attempt",
     "easel.queue_seconds",
     "easel.model",
     "easel.steps",
@@ -123,6 +125,7 @@ _SHOWN = (
     "easel.cache_hit",
     "http.request.method",
     "http.route",
+    "server.address",
     "url.path",
     "http.response.status_code",
     "easel.reason",

@@ -11,6 +11,12 @@ standard variables. W3C trace ids are what X-Ray accepts from OpenTelemetry, so 
 needed; :func:`xray_traceparent` turns a Lambda's X-Ray header into a W3C parent so the agent's spans join
 the API's X-Ray trace.
 
+Across SNS the context travels as message attributes (``traceparent``, ``tracestate``): the results topic's
+body is the public task object, so the context cannot ride in it the way the task message's
+``trace_context`` does. :func:`inject_context` writes the current span's context as such a dict,
+:func:`carrier_of_attributes` reads it back from whichever shape the consumer sees (an SNS record, an SQS
+message, the publish call's own), ready for ``opentelemetry.propagate.extract``.
+
 The runtime imports nothing of this repository and keeps an identical copy in
 ``runtime_image/server/tracing.py`` (``tests/unit/layers/test_runtime_copies.py`` proves they agree). The
 OpenTelemetry SDK is imported only when tracing is on.
@@ -34,6 +40,8 @@ ENV = "EASEL_TRACES"
 _XRAY_ROOT = re.compile(r"Root=1-([0-9a-f]{8})-([0-9a-f]{24})")
 _XRAY_PARENT = re.compile(r"Parent=([0-9a-f]{16})")
 _XRAY_SAMPLED = re.compile(r"Sampled=([01])")
+# The W3C trace context fields (https://www.w3.org/TR/trace-context/) that cross a message hop.
+CONTEXT_FIELDS = ("traceparent", "tracestate")
 
 
 def trace_mode(env: Mapping[str, str] | None = None) -> str:
@@ -86,6 +94,32 @@ def current_trace_id() -> str | None:
         return None
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def inject_context() -> dict[str, str]:
+    """The current span's W3C context (``traceparent``, ``tracestate``) as plain strings; empty outside a
+    recorded span or without the OpenTelemetry API (a Lambda without the ADOT layer)."""
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {k: v for k, v in carrier.items() if k in CONTEXT_FIELDS}
+
+
+def carrier_of_attributes(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    """The W3C context fields of message attributes in any of their shapes: an SNS record's
+    (``{"Type", "Value"}``), an SQS message's or an SNS publish's (``{"DataType", "StringValue"}``), or plain
+    strings. Other attributes and non-string values are ignored."""
+    carrier: dict[str, str] = {}
+    for name in CONTEXT_FIELDS:
+        value = (attributes or {}).get(name)
+        if isinstance(value, Mapping):
+            value = value.get("Value", value.get("StringValue"))
+        if isinstance(value, str) and value:
+            carrier[name] = value
+    return carrier
 
 
 def xray_trace_id(header: str) -> str | None:

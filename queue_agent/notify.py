@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from easel import tracing
 from easel.contract import Task, TaskStatus, result_attributes, sns_attributes
 from easel.errors import StoreUnavailable
 from easel.store import TaskStore
@@ -49,7 +50,8 @@ class Notifier:
                 self._sns.publish(
                     TopicArn=self._topic,
                     Message=self.message(task),
-                    MessageAttributes=sns_attributes(result_attributes(task)),
+                    # The publish span's context: the webhooks Lambda's deliveries join the task's trace.
+                    MessageAttributes=sns_attributes({**result_attributes(task), **tracing.inject_context()}),
                 )
         except BaseException:
             try:

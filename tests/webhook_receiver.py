@@ -8,11 +8,13 @@ from typing import Any
 
 
 class WebhookReceiver:
-    """Answers ``status`` (a redirect status points at an unreachable loopback port); start/stop it with
-    ``with`` or :meth:`start`/:meth:`stop`."""
+    """Answers ``status`` (a redirect status points at an unreachable loopback port), or for a path in
+    ``scripted`` the next of its statuses (then ``status``); start/stop it with ``with`` or
+    :meth:`start`/:meth:`stop`."""
 
     def __init__(self, status: int = 204, path: str = "/hook") -> None:
         self.status = status
+        self.scripted: dict[str, list[int]] = {}
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self._lock = threading.Lock()
         receiver = self
@@ -22,8 +24,10 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.status)
-                if 300 <= receiver.status < 400:
+                    script = receiver.scripted.get(self.path)
+                    status = script.pop(0) if script else receiver.status
+                self.send_response(status)
+                if 300 <= status < 400:
                     self.send_header("location", "http://127.0.0.1:1/elsewhere")
                 self.end_headers()
 
@@ -34,6 +38,12 @@ class WebhookReceiver:
         self.port = self.server.server_address[1]
         self.origin = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.origin}{path}"
+
+    def script(self, path: str, *statuses: int) -> str:
+        """Answer requests to ``path`` with ``statuses`` in order (then ``status``); returns its URL."""
+        with self._lock:
+            self.scripted[path] = list(statuses)
+        return f"{self.origin}{path}"
 
     def received(self) -> list[tuple[dict[str, str], bytes]]:
         with self._lock:

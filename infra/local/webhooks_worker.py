@@ -8,6 +8,11 @@ or dropped (refused URL, 4xx: retrying would not change it); on ``DeliveryFailed
 stays, becomes visible again after the queue's visibility timeout and, after its maxReceiveCount, moves to
 the DLQ ``<prefix>-webhooks-local-dlq``. A message that is not a task is logged and left for the DLQ too.
 
+Each attempt is a span in the task's trace (:mod:`lambdas.webhooks.spans`): the message attributes carry
+the agent's publish span context (raw delivery keeps SNS attributes as SQS ones), the receive count is the
+attempt number, and the attempt that reaches the queue's ``maxReceiveCount`` is the last ("gave up").
+Spans go where ``EASEL_TRACES`` says, like every local process's.
+
     python -m infra.local.webhooks_worker
 
 Environment: ``EASEL_WEBHOOKS_QUEUE_URL``, ``AWS_ENDPOINT_URL`` (moto), dummy AWS credentials and region,
@@ -18,6 +23,7 @@ loopback origins from ``easel local up --webhook-allow-origin``; empty = the dep
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -25,18 +31,37 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from easel.tracing import carrier_of_attributes
 from lambdas.webhooks.errors import DeliveryFailed
+from lambdas.webhooks.spans import Attempt
 
 log = logging.getLogger("easel.local.webhooks")
 
-Deliver = Callable[[str], str]
+Deliver = Callable[[str, Attempt], str]
 
 
-def handle(sqs: Any, queue_url: str, message: dict[str, Any], deliver: Deliver) -> str:
+def attempt_of(message: dict[str, Any], max_receives: int | None) -> Attempt:
+    """The trace context, attempt number (the receive count) and finality of one received message."""
+    count = message.get("Attributes", {}).get("ApproximateReceiveCount")
+    number = int(count) if count is not None else None
+    return Attempt(
+        trace=carrier_of_attributes(message.get("MessageAttributes")),
+        number=number,
+        final=number is not None and max_receives is not None and number >= max_receives,
+    )
+
+
+def handle(
+    sqs: Any, queue_url: str, message: dict[str, Any], deliver: Deliver, *, max_receives: int | None = None
+) -> str:
     """Deliver one SQS message; delete it unless it should be retried. Returns the outcome."""
+    attempt = attempt_of(message, max_receives)
     try:
-        outcome = deliver(message["Body"])
+        outcome = deliver(message["Body"], attempt)
     except DeliveryFailed as exc:
+        if attempt.final:
+            log.warning("webhook failed on the last attempt; the message goes to the DLQ: %s", exc.reason)
+            return "gave up"
         log.warning("webhook failed, will retry after the visibility timeout: %s", exc.reason)
         return "retry"
     except Exception:
@@ -47,19 +72,40 @@ def handle(sqs: Any, queue_url: str, message: dict[str, Any], deliver: Deliver) 
     return outcome
 
 
-def poll_once(sqs: Any, queue_url: str, deliver: Deliver, *, wait_seconds: int = 10) -> list[str]:
+def poll_once(
+    sqs: Any, queue_url: str, deliver: Deliver, *, wait_seconds: int = 10, max_receives: int | None = None
+) -> list[str]:
     """One long poll; returns the outcome per received message."""
     messages = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_seconds,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        MessageAttributeNames=["All"],
     ).get("Messages", [])
-    return [handle(sqs, queue_url, m, deliver) for m in messages]
+    return [handle(sqs, queue_url, m, deliver, max_receives=max_receives) for m in messages]
 
 
-def run(sqs: Any, queue_url: str, deliver: Deliver, stop: threading.Event, *, wait_seconds: int = 10) -> None:
+def max_receives_of(sqs: Any, queue_url: str) -> int | None:
+    """The queue's redrive ``maxReceiveCount`` (None without a redrive policy)."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+    return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+def run(
+    sqs: Any,
+    queue_url: str,
+    deliver: Deliver,
+    stop: threading.Event,
+    *,
+    wait_seconds: int = 10,
+    max_receives: int | None = None,
+) -> None:
     """Poll until ``stop`` is set (a receive error is logged and retried after a second)."""
     while not stop.is_set():
         try:
-            poll_once(sqs, queue_url, deliver, wait_seconds=wait_seconds)
+            poll_once(sqs, queue_url, deliver, wait_seconds=wait_seconds, max_receives=max_receives)
         except Exception:
             log.exception("receiving from the webhooks queue failed")
             stop.wait(1.0)
@@ -68,17 +114,31 @@ def run(sqs: Any, queue_url: str, deliver: Deliver, stop: threading.Event, *, wa
 def main() -> None:
     import boto3
 
+    from easel.tracing import configure_tracing
     from lambdas.webhooks.app import deliver, deps
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    provider = configure_tracing("easel-webhooks")  # EASEL_TRACES, as the stack sets it for every process
     queue_url = os.environ["EASEL_WEBHOOKS_QUEUE_URL"]
     d = deps()  # the Lambda's own settings: EASEL_WEBHOOK_SECRET, EASEL_WEBHOOK_TEST_INSECURE_ORIGINS
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sqs = boto3.client("sqs")
-    log.info("delivering webhooks from %s", queue_url)
-    run(sqs, queue_url, lambda body: deliver(body, d), stop, wait_seconds=2)
+    max_receives = max_receives_of(sqs, queue_url)
+    log.info("delivering webhooks from %s (at most %s attempts)", queue_url, max_receives)
+    try:
+        run(
+            sqs,
+            queue_url,
+            lambda body, attempt: deliver(body, d, attempt),
+            stop,
+            wait_seconds=2,
+            max_receives=max_receives,
+        )
+    finally:
+        if provider is not None:
+            provider.shutdown()
 
 
 if __name__ == "__main__":

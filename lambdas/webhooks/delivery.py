@@ -73,7 +73,7 @@ class WebhookSender:
         if 200 <= status < 300:
             return status
         if response.is_redirect:
-            raise DeliveryRejected(url, f"HTTP {status} redirect (redirects are not followed)")
+            raise DeliveryRejected(url, f"HTTP {status} redirect (redirects are not followed)", status=status)
         if status in (408, 429) or status >= 500:
-            raise DeliveryFailed(url, f"HTTP {status}")
-        raise DeliveryRejected(url, f"HTTP {status}")
+            raise DeliveryFailed(url, f"HTTP {status}", status=status)
+        raise DeliveryRejected(url, f"HTTP {status}", status=status)

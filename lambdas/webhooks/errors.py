@@ -10,10 +10,12 @@ from __future__ import annotations
 
 
 class WebhookError(Exception):
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
         super().__init__(f"webhook '{url}': {reason}")
         self.url = url
         self.reason = reason
+        # The receiver's HTTP status when it answered (None: refused, timed out, connection failed).
+        self.status = status
 
 
 class DeliveryRefused(WebhookError):

@@ -1,6 +1,8 @@
 """One trace per task through the local pipeline: the gateway's request span, the agent's spans and the
 runtime's spans share one trace id and nest in order; a retried task (runtime killed mid-generation) shows
-both attempts; a canceled running task shows the interrupt; ``easel trace`` prints each of them."""
+both attempts; a canceled running task shows the interrupt; each webhook delivery attempt (the local
+webhooks worker running the Lambda's code) is a span under the agent's publish span, retries included;
+``easel trace`` prints each of them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from easel.client import EaselClient
 from easel.traceview import Stage, read_spans, task_trace
 from infra.local.demo import tiny_png, upload_init_image
 from infra.local.stack import LocalStack
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -40,6 +43,17 @@ def spans_of(stack: LocalStack, task_id: str, *, attempts: int = 1, timeout: flo
         stages = task_trace(read_spans(stack.traces_dir), task_id)
         done = [s for s in stages if s.name == "easel.task" and "easel.outcome" in s.attributes]
         if len(done) >= attempts or time.monotonic() > deadline:
+            return stages
+        time.sleep(0.2)
+
+
+def deliveries_of(stack: LocalStack, task_id: str, outcome: str, *, timeout: float = 90) -> list[Stage]:
+    """The task's waterfall once a webhook delivery span with ``outcome`` is on disk (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stages = task_trace(read_spans(stack.traces_dir), task_id)
+        hooks = [s for s in stages if s.name == "webhook delivery"]
+        if any(s.attributes.get("easel.outcome") == outcome for s in hooks) or time.monotonic() > deadline:
             return stages
         time.sleep(0.2)
 
@@ -233,3 +247,66 @@ def test_trace_of_an_unknown_task_says_so(stack: LocalStack) -> None:
     shown = cli("trace", "no-such-task", "--dir", str(stack.traces_dir))
     assert shown.exit_code == 1
     assert "no spans of task no-such-task" in shown.output
+
+
+def with_webhook(url: str, seed: int) -> dict[str, Any]:
+    return {**t2i(seed=seed), "webhook": url, "webhook_events_filter": ["completed"]}
+
+
+def test_a_webhook_delivery_is_a_span_under_the_publish_span(
+    stack: LocalStack, acme: EaselClient, webhook_receiver: WebhookReceiver
+) -> None:
+    url = webhook_receiver.script("/traced/ok")  # the receiver's default answer: 204
+    task = acme.wait(acme.submit(with_webhook(url, 11))["id"], timeout=180, poll_seconds=0.3)
+    assert task["status"] == "succeeded"
+    stages = deliveries_of(stack, task["id"], "delivered")
+    assert len({s.trace_id for s in stages}) == 1
+    publish = one(stages, "publish", "easel-agent")
+    delivery = one(stages, "webhook delivery", "easel-webhooks")
+    assert delivery.parent_id == publish.span_id
+    assert delivery.offset >= publish.offset
+    attrs = delivery.attributes
+    assert attrs["easel.outcome"] == "delivered" and attrs["easel.attempt"] == 1
+    assert attrs["http.response.status_code"] == 204 and attrs["easel.event"] == "completed"
+    assert (attrs["server.address"], attrs["url.path"]) == ("127.0.0.1", "/traced/ok")
+    assert not delivery.error
+    # The waterfall lists it right after the publish span it belongs to.
+    names = [s.name for s in stages]
+    assert names[names.index("publish") + 1] == "webhook delivery"
+    shown = cli("trace", task["id"], "--dir", str(stack.traces_dir))
+    assert shown.exit_code == 0, shown.output
+    assert "webhook delivery" in shown.output and "outcome=delivered" in shown.output
+
+
+def test_a_failing_receiver_shows_each_retry_with_its_status_then_delivered_or_gave_up(
+    stack: LocalStack, acme: EaselClient, webhook_receiver: WebhookReceiver
+) -> None:
+    # One receiver path recovers on the third try, the other never does (the local queue allows 3).
+    flaky = acme.submit(with_webhook(webhook_receiver.script("/traced/flaky", 503, 503), 12))
+    down = acme.submit(with_webhook(webhook_receiver.script("/traced/down", 503, 503, 503, 503), 13))
+    for task in (flaky, down):
+        assert acme.wait(task["id"], timeout=180, poll_seconds=0.3)["status"] == "succeeded"
+
+    def attempts(task_id: str, outcome: str) -> list[Stage]:
+        stages = deliveries_of(stack, task_id, outcome)
+        assert len({s.trace_id for s in stages}) == 1
+        publish = one(stages, "publish", "easel-agent")
+        hooks = sorted((s for s in stages if s.name == "webhook delivery"), key=lambda s: s.offset)
+        assert all(h.parent_id == publish.span_id for h in hooks)
+        return hooks
+
+    hooks = attempts(flaky["id"], "delivered")
+    assert [h.attributes["easel.attempt"] for h in hooks] == [1, 2, 3]
+    assert [h.attributes["easel.outcome"] for h in hooks] == ["retry", "retry", "delivered"]
+    assert [h.attributes["http.response.status_code"] for h in hooks] == [503, 503, 204]
+    assert [h.error for h in hooks] == [True, True, False]
+    assert hooks[0].status_message == "HTTP 503"
+
+    hooks = attempts(down["id"], "gave up")
+    assert [h.attributes["easel.attempt"] for h in hooks] == [1, 2, 3]
+    assert [h.attributes["easel.outcome"] for h in hooks] == ["retry", "retry", "gave up"]
+    assert all(h.attributes["http.response.status_code"] == 503 and h.error for h in hooks)
+    shown = cli("trace", down["id"], "--dir", str(stack.traces_dir))
+    assert shown.exit_code == 0, shown.output
+    assert "outcome=retry" in shown.output and "outcome=gave up" in shown.output
+    assert "status_code=503" in shown.output

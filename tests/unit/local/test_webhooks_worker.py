@@ -22,6 +22,7 @@ from infra.local.state import LocalState, TenantCredentials
 from infra.local.webhooks_worker import handle, poll_once, run
 from infra.local.workers import loopback_origin, webhooks_worker_spec
 from lambdas.webhooks.errors import DeliveryFailed, DeliveryRefused
+from lambdas.webhooks.spans import Attempt
 
 URL = "http://q/webhooks-local"
 
@@ -43,7 +44,7 @@ class FakeSqs:
         self.deleted.append(ReceiptHandle)
 
 
-def fake_deliver(body: str) -> str:
+def fake_deliver(body: str, attempt: Attempt) -> str:
     """Stands in for lambdas.webhooks.app.deliver: the body says what happens."""
     if body == "fail":
         raise DeliveryFailed("https://x", "HTTP 503")
@@ -58,6 +59,14 @@ def test_delivered_skipped_and_dropped_are_deleted_failed_stays_for_retry() -> N
     outcomes = poll_once(sqs, URL, fake_deliver, wait_seconds=0)
     assert outcomes == ["delivered", "skipped", "dropped", "retry"]
     assert sqs.deleted == ["rh-0", "rh-1", "rh-2"]  # rh-3 becomes visible again after the timeout
+
+
+def test_a_failure_on_the_last_receive_gives_up_and_leaves_the_message_for_the_dlq() -> None:
+    sqs = FakeSqs(["fail", "fail"])
+    sqs.pending[0]["Attributes"] = {"ApproximateReceiveCount": "2"}
+    sqs.pending[1]["Attributes"] = {"ApproximateReceiveCount": "3"}
+    assert poll_once(sqs, URL, fake_deliver, wait_seconds=0, max_receives=3) == ["retry", "gave up"]
+    assert sqs.deleted == []  # the redrive policy moves it on its next receive
 
 
 def test_an_unexpected_error_leaves_the_message_for_the_dlq() -> None:
@@ -82,7 +91,7 @@ def test_run_polls_until_stopped_and_survives_receive_errors() -> None:
 
     flaky = Flaky(["delivered"])
 
-    def deliver(body: str) -> str:
+    def deliver(body: str, attempt: Attempt) -> str:
         calls.append(body)
         return body
 
