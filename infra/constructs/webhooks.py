@@ -11,6 +11,11 @@
   event (``processing`` -> ``start``, terminal -> ``completed``; see :mod:`lambdas.webhooks.service`).
   Whether a task has a webhook URL at all is not a message attribute, so the body decides that in the Lambda.
   SNS decrypts messages of the KMS-encrypted topic itself before invoking Lambda: the function needs no key.
+- Tracing: each delivery attempt is an OpenTelemetry span in the task's trace (:mod:`lambdas.webhooks.spans`,
+  parent: the agent's publish span, whose context the result message carries as ``traceparent``). The
+  function gets the OpenTelemetry SDK and a collector extension that sends to X-Ray from the ADOT Lambda
+  layer (``ADOT_PYTHON_LAYER``, wrapper ``/opt/otel-instrument``) and X-Ray active tracing, which grants
+  the collector ``xray:PutTraceSegments``/``PutTelemetryRecords`` (no resource-level permissions exist).
 - Delivery failures that may pass (timeouts, 5xx, 429) raise in the handler; Lambda's asynchronous
   invocation retries them ``RETRY_ATTEMPTS`` times, then sends the event to ``failure_queue`` and ``alarm``
   notifies the alarms topic. ``failure_queue`` is encrypted under the queues' key like every other queue;
@@ -57,6 +62,9 @@ FAILED_RETENTION = cdk.Duration.days(14)
 # What sending to an SSE-KMS queue needs on its key (no wildcard variants).
 FAILURE_QUEUE_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 PERIOD = cdk.Duration.minutes(5)
+# The ADOT Lambda layer for Python (OpenTelemetry SDK + a collector extension exporting to X-Ray): CDK maps
+# it to the region's layer ARN. Pinned: a newer layer is a deliberate upgrade, tested before it ships.
+ADOT_PYTHON_LAYER = lambda_.AdotLambdaLayerPythonSdkVersion.V1_29_0
 
 
 class Webhooks(Construct):
@@ -113,6 +121,11 @@ class Webhooks(Construct):
             timeout=FUNCTION_TIMEOUT,
             log_group=self.function_log_group,
             retry_attempts=RETRY_ATTEMPTS,
+            tracing=lambda_.Tracing.ACTIVE,
+            adot_instrumentation=lambda_.AdotInstrumentationConfig(
+                layer_version=lambda_.AdotLayerVersion.from_python_sdk_layer_version(ADOT_PYTHON_LAYER),
+                exec_wrapper=lambda_.AdotLambdaExecWrapper.INSTRUMENT_HANDLER,
+            ),
             # SqsDestination grants send on the queue it is given; given the queue itself it would also
             # grant kms:Encrypt, kms:ReEncrypt* and kms:GenerateDataKey*. The same queue by ARN (no key)
             # plus the two key actions a producer of an SSE-KMS queue needs, granted below.
@@ -124,6 +137,8 @@ class Webhooks(Construct):
                 "EASEL_WEBHOOK_TIMEOUT_SECONDS": str(DELIVERY_TIMEOUT_SECONDS),
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                # The service of the delivery spans in X-Ray (the function's name otherwise).
+                "OTEL_SERVICE_NAME": SERVICE_NAME,
             },
         )
         self.failure_queue.grant_on_key(self.function, *FAILURE_QUEUE_KEY_ACTIONS)
@@ -186,4 +201,11 @@ class Webhooks(Construct):
             "AwsSolutions-SQS3",
             "The failure queue is itself the webhooks Lambda's on-failure destination: nothing consumes it, "
             "an alarm fires on its first message and an operator inspects it, so it needs no DLQ of its own.",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Active tracing (the delivery spans go to X-Ray) needs xray:PutTraceSegments and "
+            "xray:PutTelemetryRecords, which have no resource level permissions, so AWS requires the "
+            "wildcard resource for them.",
         )

@@ -84,12 +84,17 @@ def delivery_span(
     if attempt.number is not None:
         attrs["easel.attempt"] = attempt.number
     tracer = tracer or trace.get_tracer("lambdas.webhooks")
+    # In AWS the ADOT wrapper's invocation span is current (the Lambda's own X-Ray trace): linked, so each
+    # trace leads to the other; the parent is the task's publish span.
+    invocation = trace.get_current_span().get_span_context()
+    links = [trace.Link(invocation)] if invocation.is_valid else []
     # Exceptions are not recorded as such: their text names the full URL (see WebhookError).
     with tracer.start_as_current_span(
         NAME,
         context=propagate.extract(dict(attempt.trace)),
         kind=SpanKind.CLIENT,
         attributes=attrs,
+        links=links,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:

@@ -39,8 +39,11 @@ def test_success_end_to_end(stack: Stack) -> None:
         stack.wait_result("t2", "succeeded")
         wait_for(lambda: stack.queue_counts(stack.normal_url) == (0, 0), 5, "messages deleted")
 
-    # The notification is the task object, with attributes subscribers can filter on.
-    assert result["_attributes"] == {
+    # The notification is the task object, with attributes subscribers can filter on and the trace context
+    # of the agent's publish span (the webhooks Lambda continues it).
+    attributes = dict(result["_attributes"])
+    traceparent = attributes.pop("traceparent")
+    assert attributes == {
         "status": "succeeded",
         "tenant": "acme",
         "runtime": "sd15",
@@ -93,6 +96,12 @@ def test_success_end_to_end(stack: Stack) -> None:
     assert format(spans[0].context.trace_id, "032x") == TRACE_ID
     assert spans[0].parent is not None and format(spans[0].parent.span_id, "016x") == "00f067aa0ba902b7"
     assert spans[0].attributes["easel.outcome"] == "succeeded"
+    [publish] = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "publish" and s.parent is not None and s.parent.span_id == spans[0].context.span_id
+    ]
+    assert traceparent == f"00-{TRACE_ID}-{publish.context.span_id:016x}-01"
 
     # Counters for the benchmark.
     snap = agent.stats.snapshot()

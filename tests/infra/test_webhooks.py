@@ -85,7 +85,7 @@ def test_function_shares_the_api_lambdas_asset_runtime_and_layer(synth: Synth) -
     _, api = _function(synth, API_HANDLER)
     assert webhooks["Runtime"] == "python3.13" == api["Runtime"]
     assert webhooks["Architectures"] == ["arm64"] == api["Architectures"]
-    assert webhooks["Layers"] == api["Layers"]
+    assert webhooks["Layers"][: len(api["Layers"])] == api["Layers"]  # + the ADOT layer (tracing, below)
     assert webhooks["Code"] == api["Code"]  # one staged asset, one S3 object
     assert webhooks["Timeout"] == 30
     secret_id, _ = _one(synth, "AWS::SecretsManager::Secret")
@@ -95,6 +95,26 @@ def test_function_shares_the_api_lambdas_asset_runtime_and_layer(synth: Synth) -
     # One delivery attempt fits several times into one invocation.
     assert float(env["EASEL_WEBHOOK_TIMEOUT_SECONDS"]) == DELIVERY_TIMEOUT_SECONDS < webhooks["Timeout"] / 2
     assert "EASEL_WEBHOOK_SECRET" not in env  # the key itself never lands in the template
+
+
+@pytest.mark.slow
+def test_delivery_spans_reach_x_ray_through_the_adot_layer(synth: Synth) -> None:
+    """The function continues the task's trace (lambdas.webhooks.spans) with the OpenTelemetry SDK and the
+    collector extension of the ADOT layer, which exports to X-Ray with the rights active tracing grants."""
+    _, fn = _function(synth, HANDLER)
+    _, api = _function(synth, API_HANDLER)
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    [adot] = [layer for layer in fn["Layers"] if layer not in api["Layers"]]
+    resolved = json.dumps(synth.resolve(adot))
+    # The pinned ADOT release (webhooks.ADOT_PYTHON_LAYER) for arm64; CDK maps it to the deploying region's ARN.
+    assert "aws-otel-python-arm64-ver-1-29-0" in resolved, resolved
+    env = fn["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/otel-instrument"
+    assert env["OTEL_SERVICE_NAME"] == "easel-webhooks"
+    [policy] = _policies_of(synth, fn)
+    xray = [s for s in policy["Statement"] if s["Resource"] == "*"]
+    assert len(xray) == 1
+    assert sorted(_actions(xray[0])) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 
 
 @pytest.mark.slow
@@ -197,6 +217,8 @@ def test_function_may_only_read_its_secret_and_send_failures(synth: Synth) -> No
         for s in policy["Statement"]
         if s["Effect"] == "Allow"
     }
+    # Active tracing's two X-Ray writes are the only wildcard resource (they have no other).
+    assert by_resource.pop('"*"') == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
     assert by_resource == {
         json.dumps({"Ref": secret_id}): ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
         json.dumps({"Fn::GetAtt": [queue_id, "Arn"]}, sort_keys=True): [
@@ -207,7 +229,7 @@ def test_function_may_only_read_its_secret_and_send_failures(synth: Synth) -> No
         json.dumps(queue_key, sort_keys=True): ["kms:Decrypt", "kms:GenerateDataKey"],
     }
     assert not any("*" in a for s in policy["Statement"] for a in _actions(s))
-    # The managed policy is only the basic execution role (its own log streams); no tracing wildcard.
+    # The managed policy is only the basic execution role (its own log streams).
     role_id = fn["Role"]["Fn::GetAtt"][0]
     role = synth.resources(synth.core, "AWS::IAM::Role")[role_id]["Properties"]
     assert len(role["ManagedPolicyArns"]) == 1

@@ -249,3 +249,15 @@ def test_a_refused_url_is_one_dropped_span_whose_reason_does_not_quote_the_url(s
     assert dict(delivery.attributes or {})["easel.outcome"] == "dropped"
     assert delivery.status.status_code is StatusCode.ERROR
     assert "hunter2" not in json.dumps(tracing.span_record(delivery), default=str)
+
+
+def test_the_invocation_span_is_linked_while_the_parent_stays_the_publish_span(
+    receiver: WebhookReceiver, spans: Recorded
+) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    body = _task(receiver.url).model_dump_json()
+    with spans.tracer.start_as_current_span("invocation") as invocation:  # the ADOT wrapper's, in AWS
+        deliver(body, _deps(receiver, spans), Attempt(trace={"traceparent": parent}))
+    [delivery] = spans.named("webhook delivery")
+    assert delivery.parent is not None and format(delivery.parent.span_id, "016x") == "b7ad6b7169203331"
+    assert [link.context.span_id for link in delivery.links] == [invocation.get_span_context().span_id]
