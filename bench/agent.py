@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from bench.localstack import (
     local_stack,
     new_batch_id,
 )
+from bench.serve import free_port
 from bench.stats import median, percentile, union_length
 from bench.synthetic_runtime import SyntheticRuntime
 
@@ -111,12 +111,6 @@ class AgentRun:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def agent_command(agent: str, events: Path) -> list[str]:
@@ -239,7 +233,7 @@ def run_agent(
     """One run of ``agent`` over a fresh backlog of ``tasks`` tasks with the runtime holding ``hold_ms``."""
     result = AgentRun(agent=agent, hold_ms=hold_ms, tasks=tasks)
     stack.reset()
-    runtime.recorder.reset(hold_ms)
+    runtime.reset(hold_seconds=hold_ms / 1000.0)
     batch = stack.enqueue(tasks, batch_id=f"{agent}-{int(hold_ms)}-{new_batch_id()}")
     events_path = workdir / f"{agent}-{int(hold_ms)}.events"
     events_path.unlink(missing_ok=True)
@@ -280,7 +274,7 @@ def run_agent(
             # wait for that. Easel's agent drains (nothing is in flight by now) and exits on its own.
             _stop(proc, grace=30.0 if agent == "easel" else 2.0)
     events = read_events(events_path)
-    summarize(result, events, [(g.start, g.end) for g in runtime.recorder.generations])
+    summarize(result, events, runtime.busy_spans())
     if agent == "easel":
         result.statuses = stack.statuses(batch)
     return result
@@ -385,7 +379,7 @@ def bench_agent(
         wd.mkdir(parents=True, exist_ok=True)
         with (
             local_stack() as stack,
-            SyntheticRuntime(holds_ms[0], MODEL_PATH, nice=runtime_nice) as runtime,
+            SyntheticRuntime(models={MODEL_PATH}, current_model=MODEL_PATH, nice=runtime_nice) as runtime,
         ):
             for hold in holds_ms:
                 for agent in agents:

@@ -304,7 +304,7 @@ def calibrate(
     and generation time over every runtime."""
     stack.reset()
     for r in runtimes:
-        r.recorder.reset(hold_s * 1000)
+        r.reset(hold_seconds=hold_s)
     pods = [AgentPod(stack, runtimes[0], workdir / "calibrate-0.log")]
     try:
         _wait_ready(pods, workdir)
@@ -325,7 +325,7 @@ def calibrate(
     ends: list[float] = []
     services: list[float] = []
     for r in runtimes:
-        gens = sorted((g.start, g.end) for g in r.recorder.generations)
+        gens = r.busy_spans()
         gaps += [b[0] - a[1] for a, b in itertools.pairwise(gens)]
         ends += [e for _, e in gens]
         services += [e - s for s, e in gens]
@@ -390,9 +390,12 @@ def validate(
     profile = validation_profile(
         hold_s=hold_s, duration_s=duration_s, rate=rate, burst=burst, max_replicas=max_replicas
     )
-    runtimes = [SyntheticRuntime(hold_s * 1000, MODEL) for _ in range(max_replicas + 1)]
+    runtimes = [
+        SyntheticRuntime(hold_seconds=hold_s, models={MODEL}, current_model=MODEL)
+        for _ in range(max_replicas + 1)
+    ]
     for r in runtimes:
-        r.__enter__()
+        r.up()
     try:
         with local_stack() as stack:
             # The profile's min_replicas is 1: a scale-up starts up to max_replicas - 1 agents at once.
@@ -402,7 +405,7 @@ def validate(
             assert submits == arrival_times(plan, __import__("random").Random(plan.seed))
             stack.reset()
             for r in runtimes:
-                r.recorder.reset(hold_s * 1000)
+                r.reset(hold_seconds=hold_s)
             pool = Pool(stack, runtimes, work)
             try:
                 pool.scale(plan.scaling.min_replicas)
@@ -438,7 +441,7 @@ def validate(
                 pool.close()
     finally:
         for r in runtimes:
-            r.__exit__(None, None, None)
+            r.down()
     statuses: dict[str, int] = {}
     for t in done.values():
         statuses[str(t.status)] = statuses.get(str(t.status), 0) + 1

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from bench.serve import ThreadedServer, free_port
+from bench.synthetic_runtime import png
 from tests.agent.fake_comfyui import FakeComfyUi
 from tests.agent.fake_sdwebui import FakeSdWebUi
-from tests.agent.fakes import png
-from tests.agent.servers import ThreadedUvicorn, free_port
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class EaselRuntimeBackend:
         self.name = "diffusers" if kind == "diffusers" else "easel-as-sdwebui"
         self.store = store
         self.port = free_port()
-        self.server: ThreadedUvicorn | None = None
+        self.server: ThreadedServer | None = None
         self._http = httpx.Client(timeout=30, trust_env=False)
         self._held = False
 
@@ -145,7 +145,7 @@ class EaselRuntimeBackend:
         from runtime_image.server.settings import RuntimeSettings
 
         settings = RuntimeSettings(models_dir=self.store, preload_model="sd15", cpu_threads=1)
-        self.server = ThreadedUvicorn(create_app(Runner(settings)), port=self.port).start()
+        self.server = ThreadedServer(create_app(Runner(settings)), port=self.port, lifespan="on").start()
 
     def down(self) -> None:
         if self.server is not None:

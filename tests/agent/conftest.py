@@ -17,6 +17,7 @@ import boto3
 import httpx
 import pytest
 
+from bench.synthetic_runtime import SyntheticRuntime
 from easel.config import EaselConfig
 from easel.contract import (
     QueueMessage,
@@ -32,7 +33,6 @@ from easel.store import TaskStore
 from infra.local.provision import Resources
 from queue_agent.agent import Agent
 from queue_agent.settings import AgentSettings
-from tests.agent.fakes import FakeRuntime
 
 RUNTIME = "sd15"
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ class Stack:
     names: Names
     resources: Resources
     session: boto3.Session
-    runtime: FakeRuntime
+    runtime: SyntheticRuntime
     observer_url: str = ""
     seen: list[dict[str, Any]] = field(default_factory=list)
 
@@ -260,15 +260,17 @@ class Stack:
 
 
 @pytest.fixture
-def fake_runtime() -> Iterator[FakeRuntime]:
-    rt = FakeRuntime().up()
+def fake_runtime() -> Iterator[SyntheticRuntime]:
+    rt = SyntheticRuntime().up()
     yield rt
     rt.down()
 
 
 @pytest.fixture
 def stack(
-    provisioned: tuple[EaselConfig, Names, Resources], aws_session: boto3.Session, fake_runtime: FakeRuntime
+    provisioned: tuple[EaselConfig, Names, Resources],
+    aws_session: boto3.Session,
+    fake_runtime: SyntheticRuntime,
 ) -> Stack:
     config, names, resources = provisioned
     return Stack(config=config, names=names, resources=resources, session=aws_session, runtime=fake_runtime)

@@ -43,8 +43,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from tests.agent.fakes import png
-from tests.agent.servers import free_port
+from bench.serve import free_port
+from bench.synthetic_runtime import png
 
 VERSION = "ComfyUI v0.2 line (server.py @005f3ba4, execution.py validate_prompt/execute)"
 

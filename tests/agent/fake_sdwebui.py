@@ -39,8 +39,8 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel
 
-from tests.agent.fakes import png
-from tests.agent.servers import ThreadedUvicorn
+from bench.serve import ThreadedServer
+from bench.synthetic_runtime import png
 
 VERSION = "AUTOMATIC1111/stable-diffusion-webui v1.10.x API (modules/api/api.py, models.py)"
 # The WebUI's sampler names (modules/sd_samplers_*.py); no "PNDM": a diffusers-only scheduler.
@@ -132,7 +132,7 @@ class FakeSdWebUi:
         self._release = threading.Event()
         self._queue_lock = threading.Lock()
         self._state = _State()
-        self.server = ThreadedUvicorn(self._app())
+        self.server = ThreadedServer(self._app(), lifespan="on")
 
     @property
     def url(self) -> str:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.synthetic_runtime import png
 from tests.agent.conftest import Stack, wait_for
-from tests.agent.fakes import Origin, png
+from tests.agent.origin import Origin
 from tests.agent.test_inputs import StubResolver, _bomb_png
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.synthetic_runtime import png
 from easel.netsafe import address_refusal
 from queue_agent.errors import InputInvalid, InputRefused
 from queue_agent.inputs import FetchedImage, InputFetcher, InputPolicy, check_image
-from tests.agent.fakes import Origin, png
+from tests.agent.origin import Origin
 
 BUCKET = "easel-outputs"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from bench.synthetic_runtime import fake_lora, png
 from easel.contract import QueueMessage, TaskStatus, parse_input
 from easel.naming import lora_key
 from tests.agent.conftest import RUNTIME, Stack, wait_for
-from tests.agent.fakes import fake_lora, png
 
 pytestmark = pytest.mark.integration
 

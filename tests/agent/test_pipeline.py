@@ -9,9 +9,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bench.synthetic_runtime import png
 from easel.naming import output_key
 from tests.agent.conftest import Stack, wait_for
-from tests.agent.fakes import png
 
 pytestmark = pytest.mark.integration
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.serve import free_port
 from tests.agent.conftest import ROOT_DIR, Stack, wait_for
-from tests.agent.fakes import _free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class AgentProcess:
     def __init__(self, stack: Stack, log_path: Path, **extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
         env.update(
             {
