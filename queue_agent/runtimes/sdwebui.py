@@ -24,7 +24,6 @@ Its error answers (``{"error": <exception class>, "detail", "body", "errors"}``,
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from easel.contract import GenerationInput, TrainLoraInput
+from easel.contract import TrainLoraInput
 from queue_agent.errors import (
     LoraMissing,
     ModelMissing,
@@ -116,20 +115,6 @@ class SdWebUiRuntime(WebUiRuntime):
         return True
 
     # -- requests ----------------------------------------------------------------------------------------
-    def generation_request(
-        self,
-        data: GenerationInput,
-        *,
-        init_images: list[bytes],
-        lora_names: dict[str, str],
-        mask: bytes | None = None,
-        control_images: list[bytes] | None = None,
-    ) -> RuntimeRequest:
-        request = super().generation_request(
-            data, init_images=init_images, lora_names=lora_names, mask=mask, control_images=control_images
-        )
-        return dataclasses.replace(request, meta={"loras": [lora.name for lora in data.loras]})
-
     def training_request(self, data: TrainLoraInput, *, images: list[bytes], model: str) -> RuntimeRequest:
         del data, images, model  # the seam's signature; a stock WebUI has no training
         raise Unsupported(
@@ -137,6 +122,7 @@ class SdWebUiRuntime(WebUiRuntime):
         )
 
     def generate(self, request: RuntimeRequest) -> list[bytes]:
+        # The task's LoRA names, noted by WebUiRuntime.generation_request beside the prompt tags.
         wanted = request.meta.get("loras") or []
         if wanted:
             have = self.lora_names()

@@ -132,7 +132,7 @@ class WebUiRuntime:
             mask=mask,
             control_images=control_images,
         )
-        return RuntimeRequest(kind, body)
+        return RuntimeRequest(kind, body, meta={"loras": [lora.name for lora in data.loras]})
 
     def upscale_request(self, data: UpscaleInput, *, image: bytes) -> RuntimeRequest:
         kind, body = upscale_body(data, image=image)
