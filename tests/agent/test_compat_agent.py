@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from bench.synthetic_runtime import png
 from easel.contract import CompatInfo, QueueMessage, TaskRequest, request_fingerprint
 from easel.lifecycle import queued_task
 from tests.agent.conftest import Stack, wait_for
-from tests.agent.fakes import Origin, png
+from tests.agent.origin import Origin
 from tests.agent.test_inputs import StubResolver
 
 pytestmark = pytest.mark.integration
