@@ -55,7 +55,9 @@ class Monitoring(Construct):
         lanes: Mapping[str, Mapping[Lane, LaneQueues]],
         unroutable_queue: sqs.IQueue,
         rest_api: apigw.RestApi,
+        key_api: apigw.RestApi | None = None,
     ) -> None:
+        """``key_api``: the API-key REST API, when a tenant takes keys (infra/constructs/apikeys.py)."""
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -137,6 +139,16 @@ class Monitoring(Construct):
             f"More than {API_5XX_RATE:.0%} of API requests failed with 5XX for 10 minutes.",
             periods=2,
         )
+        if key_api is not None:
+            # A failing authorizer (its Lambda, the keys table) shows here as 5XX of the key API alone.
+            alarm(
+                "key-api-5xx",
+                key_api.metric_server_error(period=PERIOD, statistic="Average"),
+                API_5XX_RATE,
+                f"More than {API_5XX_RATE:.0%} of API-key requests failed with 5XX for 10 minutes "
+                "(the API Lambda, or the key authorizer and its table).",
+                periods=2,
+            )
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=names.prefix)
         self.dashboard.add_widgets(
@@ -235,6 +247,15 @@ class Monitoring(Construct):
                     rest_api.metric_count(period=PERIOD, label="requests"),
                     rest_api.metric_client_error(period=PERIOD, statistic="Sum", label="4XX"),
                     rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="5XX"),
+                    *(
+                        [
+                            key_api.metric_count(period=PERIOD, label="key API requests"),
+                            key_api.metric_client_error(period=PERIOD, statistic="Sum", label="key API 4XX"),
+                            key_api.metric_server_error(period=PERIOD, statistic="Sum", label="key API 5XX"),
+                        ]
+                        if key_api is not None
+                        else []
+                    ),
                 ],
                 width=12,
             ),

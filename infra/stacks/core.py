@@ -85,6 +85,7 @@ class CoreStack(cdk.Stack):
             lanes=self.messaging.lanes,
             unroutable_queue=self.messaging.unroutable_queue,
             rest_api=self.api.rest_api,
+            key_api=self.api_keys.rest_api if self.api_keys is not None else None,
         )
         self.webhooks = Webhooks(
             self,

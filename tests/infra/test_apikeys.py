@@ -133,6 +133,16 @@ def test_the_key_api_logs_tenant_and_key_id_never_the_key(synth: Synth) -> None:
     synth.core_template.has_output("KeyApiEndpoint", Match.any_value())
 
 
+def test_the_key_apis_5xx_are_alarmed(synth: Synth) -> None:
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in synth.resources(synth.core, "AWS::CloudWatch::Alarm").values()
+    }
+    props = alarms[f"{synth.names.prefix}-key-api-5xx"]
+    assert props["MetricName"] == "5XXError"
+    assert props["Dimensions"] == [{"Name": "ApiName", "Value": f"{synth.config.stack_name}-key-api"}]
+
+
 def test_no_key_api_without_a_tenant_that_takes_keys(tmp_path: Any) -> None:
     data = load_config(TWO_RUNTIMES_CONFIG).model_dump(mode="json")
     for tenant in data["tenants"]:

@@ -30,6 +30,7 @@ def test_alarm_set(synth: Synth) -> None:
     prefix = synth.names.prefix
     expected = (
         {f"{prefix}-unroutable", f"{prefix}-api-5xx", f"{prefix}-webhooks-dlq"}
+        | ({f"{prefix}-key-api-5xx"} if synth.config.key_tenants else set())
         | {
             f"{prefix}-{r.name}-{lane}-{kind}"
             for r in synth.config.runtimes
