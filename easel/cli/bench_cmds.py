@@ -110,7 +110,12 @@ def runtime(
     sdxl: bool = typer.Option(
         False,
         "--sdxl",
-        help="also load an SDXL-size checkpoint vs a raw read (6.9 GB fp16 written once; ~14 GB RAM on CPU)",
+        help="also load an SDXL-size checkpoint (6.9 GB fp16, written once) vs a raw read, with an fp16 plan",
+    ),
+    sdxl_cpu_plan: bool = typer.Option(
+        False,
+        "--sdxl-cpu-plan",
+        help="with --sdxl: also this CPU's fp32 plan (converts on load: needs ~16 GiB free, else skipped)",
     ),
     json_path: Path | None = JSON_OPT,
 ) -> None:
@@ -119,7 +124,13 @@ def runtime(
     from bench.runtime import bench_runtime, tables
 
     result = bench_runtime(
-        models_dir, images=images, steps=steps, load_runs=load_runs, sd15=not skip_sd15, sdxl=sdxl
+        models_dir,
+        images=images,
+        steps=steps,
+        load_runs=load_runs,
+        sd15=not skip_sd15,
+        sdxl=sdxl or sdxl_cpu_plan,
+        sdxl_cpu_plan=sdxl_cpu_plan,
     )
     emit(tables(result), result.to_json(), json_path, console)
 

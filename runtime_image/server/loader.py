@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,6 +23,34 @@ PIPELINE_CLASS: dict[Arch, str] = {
     Arch.SDXL_INPAINT: "StableDiffusionXLInpaintPipeline",
     Arch.SDXL_REFINER: "StableDiffusionXLImg2ImgPipeline",
 }
+# The diffusers variant of half-precision weights (``unet/diffusion_pytorch_model.fp16.safetensors``), as the
+# SDXL release and most hub repositories ship them beside (or instead of) the float32 files.
+HALF_VARIANT = "fp16"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def _is_half_variant(name: str) -> bool:
+    # model.fp16.safetensors, diffusion_pytorch_model.fp16-00001-of-00002.safetensors (sharded)
+    return f".{HALF_VARIANT}." in name or f".{HALF_VARIANT}-" in name
+
+
+def choose_variant(folder: Path, dtype: torch.dtype) -> str | None:
+    """Which weight files of a diffusers folder to read: the fp16 variant when every weighted component has
+    it and either the plan computes in half precision (the bytes load as they are: half of what the float32
+    files hold, no conversion) or there are no other files (a folder of the fp16 variant only); else the
+    default files (``None``)."""
+    parts = [
+        [f.name for f in d.iterdir() if f.suffix in _WEIGHT_SUFFIXES]
+        for d in folder.iterdir()
+        if d.is_dir() and not d.name.startswith(".")
+    ]
+    parts = [names for names in parts if names]
+    if not parts or not all(any(_is_half_variant(n) for n in names) for names in parts):
+        return None
+    if dtype in (torch.float16, torch.bfloat16):
+        return HALF_VARIANT
+    only_half = not any(not _is_half_variant(n) for names in parts for n in names)
+    return HALF_VARIANT if only_half else None
 
 
 def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> Any:
@@ -35,7 +64,8 @@ def load_pipeline(entry: ModelEntry, plan: DevicePlan, store: ModelStore) -> Any
         common.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
         if entry.format is ModelFormat.DIFFUSERS:
-            pipe = cls.from_pretrained(str(entry.path), **common)
+            variant = choose_variant(entry.path, plan.dtype)
+            pipe = cls.from_pretrained(str(entry.path), variant=variant, **common)
         else:
             config = store.single_file_config(entry.name)
             if config is None:

@@ -132,26 +132,29 @@ def test_tiny_folder_loads_through_the_runtime_as_fp16_converted_to_fp32(tmp_pat
 @pytest.mark.slow
 def test_bench_load_sdxl_on_a_tiny_config(tmp_path: Path) -> None:
     """The bench's own SDXL path (generate once, alternate loads and raw reads, cold pass) end to end."""
-    result = bench_load_sdxl(tmp_path, 1, configs=TINY_CONFIGS)
+    result = bench_load_sdxl(tmp_path, 1, cpu_plan=True, configs=TINY_CONFIGS)
     folder = tmp_path / SDXL_NAME
     assert (folder / ".complete").is_file()
     first = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
     assert result.model == SDXL_NAME
-    assert (result.disk_dtype, result.loaded_dtype) == ("float16", "float32")
+    # The main loads use a GPU node's fp16 plan: the files' own dtype, every weight held as it is on disk.
+    assert (result.disk_dtype, result.plan_dtype, result.loaded_dtype) == ("float16", "float16", "float16")
     tensor_bytes = sum(
         t.numel() * t.element_size()
         for part in COMPONENTS
         for t in _file_tensors(next((folder / part).glob("*.safetensors"))).values()
     )
-    assert result.loaded_bytes >= 2 * tensor_bytes  # every fp16 weight held as fp32
+    assert result.loaded_bytes >= tensor_bytes
     assert len(result.raw_read_s) == len(result.load_touch_s) == len(result.mmap_touch_s) == 1
-    # fp16 files under the CPU's fp32 plan: the conversion floor and the fp16 plan's load are measured too.
-    assert len(result.convert_floor_s) == len(result.disk_dtype_load_touch_s) == 1
+    # cpu_plan, and the tiny model fits in memory: this CPU's fp32 plan (a converting load) and its floor too.
+    assert result.skipped is None and result.convert_dtype == "float32"
+    assert len(result.convert_floor_s) == len(result.convert_load_touch_s) == 1
     assert result.cold_raw_read_s is not None and result.cold_load_touch_s is not None
     doc = RuntimeBench(load_sdxl=result).to_json()["load_sdxl"]
     assert doc["ratio"] > 0 and doc["target_max"] == 1.3
     again = bench_load_sdxl(tmp_path, 1, cold=False, configs=TINY_CONFIGS)
     assert again.cold_ratio is None
+    assert again.convert_dtype is None and not again.convert_load_touch_s  # opt-in only
     # Generated once, then reused.
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == first
 
@@ -166,14 +169,17 @@ def test_sdxl_option_reaches_the_bench_and_its_table(tmp_path: Path, monkeypatch
             model=SDXL_NAME,
             label="SDXL-size checkpoint",
             disk_dtype="float16",
-            loaded_bytes=13_875_351_468,
-            loaded_dtype="float32",
+            loaded_bytes=6_937_675_734,
+            loaded_dtype="float16",
+            plan_dtype="float16",
+            anon_bytes=300_000_000,
+            convert_dtype="float32",
             raw_read_s=[2.0],
             mmap_touch_s=[0.5],
             load_s=[2.4],
             load_touch_s=[2.5],
             convert_floor_s=[2.3],
-            disk_dtype_load_touch_s=[0.2],
+            convert_load_touch_s=[4.0],
         )
         return RuntimeBench(load_sdxl=load if kwargs["sdxl"] else None)
 
@@ -187,13 +193,51 @@ def test_sdxl_option_reaches_the_bench_and_its_table(tmp_path: Path, monkeypatch
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert calls[-1]["sdxl"] is expected
+        assert calls[-1]["sdxl_cpu_plan"] is False
         assert calls[-1]["sd15"] is True  # the default run is unchanged
         doc = json.loads(out.read_text())
         assert ("load_sdxl" in doc) is expected
     assert doc.get("load") is None
+    cli.invoke(
+        app, ["bench", "runtime", "--sdxl-cpu-plan", "--models-dir", str(tmp_path)], catch_exceptions=False
+    )
+    assert calls[-1]["sdxl"] is True and calls[-1]["sdxl_cpu_plan"] is True
     (table,) = tables(fake_bench_runtime(tmp_path, sdxl=True))
-    assert "SDXL-size checkpoint (6.94 GB float16 on disk, 13.88 GB loaded)" in str(table.title)
+    assert "SDXL-size checkpoint (6.94 GB float16 on disk, 6.94 GB loaded as float16" in str(table.title)
     rows = " ".join(str(c) for c in table.columns[0]._cells)
-    assert "float16 converted to float32" in rows
-    assert "convert every tensor to float32 (floor)" in rows
-    assert "with a float16 plan" in rows
+    assert "runtime load (lazy mmap)" in rows
+    assert "convert every tensor to float32 (floor of a converting load)" in rows
+    assert "this CPU's plan (float16 converted to float32)" in rows
+
+
+def _mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == str(path):
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((lo, hi))
+    return ranges
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_the_fp16_plan_maps_the_weights_without_a_copy(tmp_path: Path) -> None:
+    """What keeps the full-size bench's memory small: under an fp16 plan every UNet weight points into the
+    mapped file (page cache), none into the process's own memory; under the CPU's fp32 plan none does."""
+    import dataclasses
+
+    from runtime_image.server.device import DeviceCapabilities, plan_for
+    from runtime_image.server.loader import load_pipeline
+    from runtime_image.server.store import ModelStore
+
+    write_sdxl_folder(tmp_path / "m", **TINY_CONFIGS)
+    store = ModelStore(tmp_path)
+    cpu = plan_for(DeviceCapabilities(kind="cpu"))
+    weights = (tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors").resolve()
+    for plan, mapped in ((dataclasses.replace(cpu, dtype=torch.float16), True), (cpu, False)):
+        pipe = load_pipeline(store.model("m"), plan, store)
+        ranges = _mapped_ranges(weights)
+        params = list(pipe.unet.parameters())
+        inside = [any(lo <= p.data_ptr() < hi for lo, hi in ranges) for p in params]
+        assert all(inside) if mapped else not any(inside), plan.dtype
+        del pipe, params
