@@ -210,9 +210,10 @@ class Executor:
         job.started_task = task
         job.span.add_event("processing")
         if task.webhook and "start" in task.webhook_events_filter:
-            # Only tasks whose webhook asked for "start" get a processing notification.
+            # Only a webhook that asked for "start" gets one; in the task's trace, like the last one.
             try:
-                self._notifier.publish_once(task)
+                with job.stage("publish", **{"easel.status": str(task.status)}):
+                    self._notifier.publish_once(task)
             except Exception:
                 log.exception("start notification failed", extra={"task_id": task.id})
         return task
@@ -267,8 +268,7 @@ class Executor:
             if now >= job.next_cancel_check:
                 job.next_cancel_check = now + self._settings.agent_cancel_poll_seconds
                 current = self._state.find(job.message.tenant, job.message.id)
-                canceled = current is not None and current.status is TaskStatus.CANCELED
-                if canceled and not job.cancel_requested.is_set():
+                if current and current.status is TaskStatus.CANCELED and not job.cancel_requested.is_set():
                     job.cancel_requested.set()
                     self.interrupt(job, "canceled")
         if self._progress is not None:

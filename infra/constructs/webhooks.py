@@ -139,6 +139,9 @@ class Webhooks(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 # The service of the delivery spans in X-Ray (the function's name otherwise).
                 "OTEL_SERVICE_NAME": SERVICE_NAME,
+                # The layer would instrument the HTTP clients and send our trace ids to tenants' receivers
+                # as traceparent headers: the delivery span is Easel's own, the tenant's server is not.
+                "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "httpx,urllib3,urllib,requests",
             },
         )
         self.failure_queue.grant_on_key(self.function, *FAILURE_QUEUE_KEY_ACTIONS)

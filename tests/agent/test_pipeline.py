@@ -156,12 +156,15 @@ def test_model_switch_only_when_runtime_model_differs(stack: Stack) -> None:
 
 
 def test_webhook_asking_for_start_gets_a_processing_notification(stack: Stack) -> None:
-    msg = stack.message("hooked")
+    msg = stack.message("hooked", trace_context={"traceparent": TRACEPARENT})
     stack.create_record(msg, webhook="https://hooks.example.com/easel")
     stack.publish(msg)
     stack.submit("plain")
     with stack.running():
         stack.wait_result("hooked", "succeeded")
         stack.wait_result("plain", "succeeded")
-    assert [r["status"] for r in stack.results_for("hooked")] == ["processing", "succeeded"]
+    hooked = stack.results_for("hooked")
+    assert [r["status"] for r in hooked] == ["processing", "succeeded"]
     assert [r["status"] for r in stack.results_for("plain")] == ["succeeded"]
+    # Both notifications carry the task's trace: their webhook deliveries join it (not a trace of their own).
+    assert [dict(r["_attributes"])["traceparent"].split("-")[1] for r in hooked] == [TRACE_ID, TRACE_ID]

@@ -111,6 +111,8 @@ def test_delivery_spans_reach_x_ray_through_the_adot_layer(synth: Synth) -> None
     env = fn["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/otel-instrument"
     assert env["OTEL_SERVICE_NAME"] == "easel-webhooks"
+    # Our trace ids never travel to a tenant's receiver as traceparent headers.
+    assert {"httpx", "urllib3"} <= set(env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(","))
     [policy] = _policies_of(synth, fn)
     xray = [s for s in policy["Statement"] if s["Resource"] == "*"]
     assert len(xray) == 1
