@@ -8,7 +8,9 @@ are shared and noisy: absolute times are not comparable between runs. Modules:
     stats              percentiles and the summaries every bench reports
     report             rich tables and ``--json`` output
     localstack         a moto server in a child process, provisioned from a bench config
-    synthetic_runtime  an SD WebUI-dialect runtime that holds each txt2img for T ms (records its busy time)
+    serve              uvicorn in a thread on a loopback port that survives a restart
+    synthetic_runtime  the one fake SD WebUI-dialect runtime (benches and agent tests): holds each
+                       generation for T, one at a time, and records its busy time
     probe              runs an agent module with its SQS receive/delete calls timestamped
     baseline_agent     the serial baseline in the style of the stable-diffusion-on-eks queue agent
     agent              ``easel bench agent``: Easel's queue agent vs the baseline

@@ -379,7 +379,10 @@ def bench_agent(
         wd.mkdir(parents=True, exist_ok=True)
         with (
             local_stack() as stack,
-            SyntheticRuntime(models={MODEL_PATH}, current_model=MODEL_PATH, nice=runtime_nice) as runtime,
+            # progress 0: no progress writes, so the agent's figures stay comparable across runs
+            SyntheticRuntime(
+                models={MODEL_PATH}, current_model=MODEL_PATH, progress=0.0, nice=runtime_nice
+            ) as runtime,
         ):
             for hold in holds_ms:
                 for agent in agents:

@@ -391,7 +391,7 @@ def validate(
         hold_s=hold_s, duration_s=duration_s, rate=rate, burst=burst, max_replicas=max_replicas
     )
     runtimes = [
-        SyntheticRuntime(hold_seconds=hold_s, models={MODEL}, current_model=MODEL)
+        SyntheticRuntime(hold_seconds=hold_s, models={MODEL}, current_model=MODEL, progress=0.0)
         for _ in range(max_replicas + 1)
     ]
     for r in runtimes:

@@ -15,7 +15,7 @@ used by ``easel bench agent``, the plan validation bench and the agent tests.
 Like the real runtime it runs one generation at a time (a lock): a generation's ``started`` is when it took
 the lock and ``ended`` when it let go, on the monotonic clock the agent probes use, so a bench can compute
 how busy the runtime was. Failures are scripted on :class:`Control` (``fail_next``, ``fail_always``,
-``public_loras``); every call is recorded as a :class:`Call`. A held generation waits on an event, never
+``public_loras``); every call is recorded as a :class:`Call`. A held generation waits on a timer, never
 polls: ``/interrupt`` or :meth:`SyntheticRuntime.release` ends it at once.
 
 It runs on 127.0.0.1 in a thread of the calling process, on an asyncio loop (holding costs no CPU), and can
@@ -92,13 +92,34 @@ class Control:
 
 
 class _Hold:
-    """The lock and the interrupt of one server loop (asyncio primitives belong to one loop; a restarted
-    server runs a new one)."""
+    """The lock and the running generation of one server loop (asyncio objects belong to one loop; a
+    restarted server runs a new one). A generation ends when its future is settled: by a timer after the
+    hold time (False) or by an interrupt (True); one timer, no task of its own, so holding adds next to
+    nothing to the loop's work beyond T."""
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.lock = asyncio.Lock()
-        self.interrupt = asyncio.Event()
+        self.running: asyncio.Future[bool] | None = None
+
+    def interrupt(self) -> None:
+        """End the running generation now; with none running, nothing (a new job starts uninterrupted)."""
+        _settle(self.running, True)
+
+    async def hold(self, seconds: float) -> bool:
+        """Hold for ``seconds`` or until interrupted; True if interrupted."""
+        self.running = done = self.loop.create_future()
+        timer = self.loop.call_later(max(seconds, 0.0), _settle, done, False)
+        try:
+            return await done
+        finally:
+            timer.cancel()
+            self.running = None
+
+
+def _settle(done: asyncio.Future[bool] | None, interrupted: bool) -> None:
+    if done is not None and not done.done():
+        done.set_result(interrupted)
 
 
 class SyntheticRuntime:
@@ -113,9 +134,12 @@ class SyntheticRuntime:
         hold_seconds: float = 0.0,
         models: Iterable[str] = ("sd15", "other"),
         current_model: str | None = None,
+        progress: float | None = None,
         nice: int = 0,
     ) -> None:
-        self.control = Control(hold_seconds, models=set(models), current_model=current_model)
+        self.control = Control(
+            hold_seconds, models=set(models), current_model=current_model, progress=progress
+        )
         self.calls: list[Call] = []
         self.option_posts: list[str | None] = []
         # Private LoRAs by scoped name "<tenant>/<name>": (bytes, source etag); every PUT is recorded.
@@ -154,7 +178,7 @@ class SyntheticRuntime:
         """End a held generation now (as if it finished), whatever ``ignore_interrupt`` says."""
         hold = self._hold
         if hold is not None and not hold.loop.is_closed():
-            hold.loop.call_soon_threadsafe(hold.interrupt.set)
+            hold.loop.call_soon_threadsafe(hold.interrupt)
 
     def down(self) -> None:
         self.release()
@@ -184,14 +208,9 @@ class SyntheticRuntime:
         hold = self.held()
         async with hold.lock:
             call.started = time.monotonic()
-            # A new generation clears a stale interrupt, as the WebUI does at the start of a job.
-            hold.interrupt.clear()
             self.generating += 1
             try:
-                await asyncio.wait_for(hold.interrupt.wait(), max(self.control.hold_seconds, 0.0))
-                call.interrupted = True
-            except TimeoutError:
-                call.interrupted = False
+                call.interrupted = await hold.hold(self.control.hold_seconds)
             finally:
                 self.generating -= 1
                 call.ended = time.monotonic()
@@ -260,7 +279,7 @@ def _app(rt: SyntheticRuntime) -> FastAPI:
     async def interrupt() -> dict[str, Any]:
         rt.interrupts += 1
         if not c.ignore_interrupt:
-            rt.held().interrupt.set()
+            rt.held().interrupt()
         return {}
 
     @app.get("/sdapi/v1/progress")
