@@ -10,7 +10,9 @@ the sample's upscaler ``R-ESRGAN 4x+``) and to a ComfyUI pool. There is no real 
 runtime is the repository's fake ComfyUI server (tests/agent/fake_comfyui.py), driven by a real agent
 process started by the local stack against its URL (``StackOptions.runtime_urls``).
 
-How a request is authenticated is a parameter (:data:`AUTH`): another way is one more entry.
+How a request is authenticated is a parameter (:data:`AUTH`): signed with SigV4, or with an API key made
+by ``easel keys create --local`` (the reference's clients send ``x-api-key``). The samples' ids are fixed, so
+each way has its own tenants: every pass runs the samples as new tasks.
 """
 
 from __future__ import annotations
@@ -40,10 +42,22 @@ CONFIG = ROOT / "tests" / "configs" / "compat-samples.yaml"
 # The upscaler the extra-single-image sample names, as a file of the runtime's models store.
 UPSCALER = "R-ESRGAN 4x+"
 
+
+def key_client_of(stack: LocalStack, tenant: str) -> EaselClient:
+    """A client that sends a new API key of ``tenant``, made by the CLI as an operator would."""
+    argv = [sys.executable, "-m", "easel.cli", "keys", "create", "--tenant", tenant, "--local", "--json",
+            "--state", str(stack.options.state_path), "--config", str(stack.config_file)]  # fmt: skip
+    made = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return EaselClient(stack.endpoint, region=stack.region, api_key=json.loads(made.stdout)["key"])
+
+
 # How a request is authenticated -> a client of ``tenant`` on the stack that authenticates that way.
-AUTH: dict[str, Callable[[LocalStack, str], EaselClient]] = {"sigv4": client_of}
-# The samples' ids are fixed, and v1alpha1 and v1alpha2 reuse them: one tenant per API version.
-TENANT = {"v1alpha1": "globex", "v1alpha2": "acme"}
+AUTH: dict[str, Callable[[LocalStack, str], EaselClient]] = {"sigv4": client_of, "api-key": key_client_of}
+# The samples' ids are fixed, and v1alpha1 and v1alpha2 reuse them: one tenant per API version and way.
+TENANTS = {
+    "sigv4": {"v1alpha1": "globex", "v1alpha2": "acme"},
+    "api-key": {"v1alpha1": "umbrella", "v1alpha2": "initech"},
+}
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -107,8 +121,14 @@ def results(samples_stack: LocalStack) -> Callable[[str], list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module", params=sorted(AUTH))
-def clients(request: pytest.FixtureRequest, samples_stack: LocalStack) -> Iterator[dict[str, EaselClient]]:
-    made = {api: AUTH[request.param](samples_stack, tenant) for api, tenant in TENANT.items()}
+def auth(request: pytest.FixtureRequest) -> str:
+    way: str = request.param
+    return way
+
+
+@pytest.fixture(scope="module")
+def clients(auth: str, samples_stack: LocalStack) -> Iterator[dict[str, EaselClient]]:
+    made = {api: AUTH[auth](samples_stack, tenant) for api, tenant in TENANTS[auth].items()}
     yield made
     for c in made.values():
         c.close()
@@ -121,10 +141,8 @@ def put_image(stack: LocalStack, tenant: str, name: str, png: bytes) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def with_images(stack: LocalStack, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def with_images(stack: LocalStack, tenant: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """The sample with its image URL (if any) pointed at the tenant's S3 prefix; nothing else changes."""
-    api = name.split("/")[0]
-    tenant = TENANT[api]
     if name == "v1alpha1/i2i.json":
         body["alwayson_scripts"]["image_link"] = put_image(stack, tenant, "cat.png", tiny_png(512, 512))
     elif name == "v1alpha2/i2i.json":
@@ -148,6 +166,7 @@ CASES = [
 @pytest.mark.parametrize(("name", "task_id", "prefix"), CASES, ids=[c[0] for c in CASES])
 def test_sample_runs_to_succeeded(
     samples_stack: LocalStack,
+    auth: str,
     clients: dict[str, EaselClient],
     results: Callable[[str], list[dict[str, Any]]],
     name: str,
@@ -157,8 +176,8 @@ def test_sample_runs_to_succeeded(
     assert samples_stack.resources is not None
     bucket = samples_stack.resources.outputs_bucket
     api = name.split("/")[0]
-    client, tenant = clients[api], TENANT[api]
-    body = with_images(samples_stack, name, sample(name))
+    client, tenant = clients[api], TENANTS[auth][api]
+    body = with_images(samples_stack, tenant, name, sample(name))
     location = f"s3://{bucket}/tenants/{tenant}/{prefix}/{task_id}"
     if api == "v1alpha2":
         reply = client.submit_v1alpha2(body)

@@ -285,7 +285,8 @@ def test_v1alpha2_request_is_normalized_and_routed(acme: EaselClient, fresh: Loc
     reply = acme.submit_v1alpha2(body)
     task = reply["task"]
     assert (reply["id"], task["model"], reply["runtime"]) == ("alpha-1", "dreamshaper", "community")
-    assert reply["output_location"] == f"s3://{fresh.resources.outputs_bucket}/tenants/acme/tasks/alpha-1"  # type: ignore[union-attr]
+    # The sample's prefix, inside the tenant's own prefix.
+    assert reply["output_location"] == f"s3://{fresh.resources.outputs_bucket}/tenants/acme/output/alpha-1"  # type: ignore[union-attr]
     assert _only_nonempty(drain(fresh)) == {"community-normal": 1}
 
 
