@@ -42,6 +42,7 @@ class ThreadedServer:
         port: int = 0,
         lifespan: Literal["auto", "on", "off"] = "off",
         start_timeout: float = 60.0,
+        graceful_seconds: int | None = None,
     ) -> None:
         self.app = app
         self._sock: socket.socket | None = _listen(port)
@@ -49,6 +50,7 @@ class ThreadedServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._lifespan: Literal["auto", "on", "off"] = lifespan
         self._start_timeout = start_timeout
+        self._graceful = graceful_seconds
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -64,13 +66,14 @@ class ThreadedServer:
     def start(self) -> ThreadedServer:
         sock = self._sock or _listen(self.port)
         self._sock = None  # uvicorn closes it when it stops
-        # A held request must not keep a stop waiting: 2 s, then the connection is closed.
+        # graceful_seconds: how long a stop waits for requests in flight (None: until they end; a fake that
+        # holds requests passes a bound). The runtime bench needs None.
         config = uvicorn.Config(
             self.app,
             log_level="warning",
             access_log=False,
             lifespan=self._lifespan,
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=self._graceful,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

@@ -150,7 +150,7 @@ class SyntheticRuntime:
         self._hold: _Hold | None = None
         self._nice = nice
         self.app = _app(self)
-        self.server = ThreadedServer(self.app)
+        self.server = ThreadedServer(self.app, graceful_seconds=2)
         self.url = self.server.url
 
     def reset(self, *, hold_seconds: float) -> None:

@@ -145,7 +145,9 @@ class EaselRuntimeBackend:
         from runtime_image.server.settings import RuntimeSettings
 
         settings = RuntimeSettings(models_dir=self.store, preload_model="sd15", cpu_threads=1)
-        self.server = ThreadedServer(create_app(Runner(settings)), port=self.port, lifespan="on").start()
+        self.server = ThreadedServer(
+            create_app(Runner(settings)), port=self.port, lifespan="on", graceful_seconds=2
+        ).start()
 
     def down(self) -> None:
         if self.server is not None:

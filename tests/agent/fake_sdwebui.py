@@ -132,7 +132,7 @@ class FakeSdWebUi:
         self._release = threading.Event()
         self._queue_lock = threading.Lock()
         self._state = _State()
-        self.server = ThreadedServer(self._app(), lifespan="on")
+        self.server = ThreadedServer(self._app(), lifespan="on", graceful_seconds=2)
 
     @property
     def url(self) -> str:
