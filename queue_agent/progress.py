@@ -10,12 +10,13 @@ Who calls what (each on a thread off the runtime's critical path, or without a s
     executor, finisher      end(job)                            any other outcome: forgotten, no write
 
 The first and last values travel with the transitions they belong to, so a task costs no store write for
-its progress unless it runs longer than a tick: on a fast task the progress writes were half of the agent's
-DynamoDB writes (docs/benchmarks.md, section 1). While generating, the runtime's progress fraction (asked
-once per tick, for every member of a batch) becomes ``step`` of the job's ``steps``. A write happens only
-when the value changed and at most once per ``period`` seconds per task (a phase change is written at the
-next tick), and only once the task is ``processing`` (the store refuses progress on any other status), so it
-costs at most about one conditional DynamoDB write a second per running task. Progress is best effort: a
+its progress unless it runs longer than ``period``: on a fast task the progress writes were half of the
+agent's DynamoDB writes (docs/benchmarks.md, section 1). While generating, the runtime's progress fraction
+(asked once per tick, for every member of a batch) becomes ``step`` of the job's ``steps``. A write happens
+only when the value changed and at most once per ``period`` seconds per task (a phase change too: it is news
+only to a tenant who polls, and one a second is what ``--wait`` renders), and only once the task is
+``processing`` (the store refuses progress on any other status), so it costs at most about one conditional
+DynamoDB write a second per running task. Progress is best effort: a
 failed write or runtime question is logged and never disturbs the job.
 
     {"phase": "generating", "step": 7, "steps": 20, "queue_seconds": 3.2, "updated_at": "..."}
@@ -55,7 +56,6 @@ def nominal_steps(message: QueueMessage) -> int:
 @dataclass
 class _Running:
     phase: ProgressPhase
-    changed: bool = True  # a phase not written yet: the next tick writes it, whatever the period
     written: tuple[Any, ...] | None = None
     written_at: float = float("-inf")
     uploading: _Job | None = None  # set while the finisher uploads: the watch no longer lists the job
@@ -84,8 +84,7 @@ class ProgressRecorder:
         """The job entered ``phase`` (no write here: the run thread calls it between runtime calls)."""
         with self._lock:
             running = self._running.setdefault(job.message.id, _Running(phase))
-            if running.phase is not phase:
-                running.phase, running.changed = phase, True
+            running.phase = phase
 
     def phase(self, job: _Job, phase: ProgressPhase, *, fraction: float | None = None) -> None:
         """The job entered ``phase``: recorded now (if the task is processing yet), then by :meth:`tick`."""
@@ -100,7 +99,7 @@ class ProgressRecorder:
             if running is None:
                 return None
             key, progress = self._value(job, running, None, started_at)
-            running.written, running.written_at, running.changed = key, self._clock(), False
+            running.written, running.written_at = key, self._clock()
         return progress
 
     def uploading(self, job: _Job) -> None:
@@ -108,7 +107,7 @@ class ProgressRecorder:
         with self._lock:
             running = self._running.get(job.message.id)
             if running is not None:
-                running.phase, running.changed, running.uploading = ProgressPhase.UPLOADING, True, job
+                running.phase, running.uploading = ProgressPhase.UPLOADING, job
 
     def closing(self, job: _Job) -> dict[str, Any] | None:
         """The last progress (every step done), for the -> succeeded transition; the job is forgotten."""
@@ -138,7 +137,7 @@ class ProgressRecorder:
                 for job in jobs
                 if job.started_task is not None
                 and (running := self._running.get(job.message.id)) is not None
-                and (running.changed or now - running.written_at >= self._period)
+                and now - running.written_at >= self._period
             ]
         if not due:
             return
@@ -161,11 +160,11 @@ class ProgressRecorder:
             running = self._running.get(job.message.id)
             if task is None or running is None:
                 return  # not processing yet (the store would refuse it; the next tick records it), or over
-            due = force or running.changed or self._clock() - running.written_at >= self._period
+            due = force or self._clock() - running.written_at >= self._period
             key, progress = self._value(job, running, fraction, task.started_at or self._now())
             if key == running.written or not due:
                 return
-            running.written, running.written_at, running.changed = key, self._clock(), False
+            running.written, running.written_at = key, self._clock()
         try:
             self._write(job.message.tenant, job.message.id, progress)
         except Exception as exc:  # progress is best effort: the job goes on

@@ -203,9 +203,13 @@ def test_the_executor_records_steps_for_every_batch_member_throttled() -> None:
     assert seen["asked"] == 1 and seen["asked_again"] == 1
     assert sorted(seen["steps"]) == [("t1", "generating", 1), ("t2", "generating", 1)]
     assert seen["writes"] == 2
-    # The finisher uploads: a quick upload writes nothing; one the watch sees going on is written.
+    # The finisher uploads: a quick upload writes nothing; one the watch still sees a period after the
+    # last write is written.
     for job in jobs:
         recorder.uploading(job)
+    executor.watch()  # within the period: not yet
+    assert len(store.progress_writes) == 2
+    clock.advance(1.0)
     executor.watch()  # nothing runs on the executor now: the watch still ticks the uploads
     last = dict(store.progress_writes)
     assert {k: (v["phase"], v["step"]) for k, v in last.items()} == {
