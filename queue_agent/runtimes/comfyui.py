@@ -43,13 +43,13 @@ from queue_agent.errors import (
 )
 from queue_agent.runtimes import RuntimeRequest
 from queue_agent.runtimes.comfyui_answers import (
-    answer_json,
     node_failure,
     node_order,
     prompt_refusal,
     refusal,
 )
 from queue_agent.runtimes.health import RuntimeHealth, wait_until_ready
+from queue_agent.runtimes.webui_answers import answer_json  # one JSON-object check for every adapter
 from queue_agent.runtimes.workflow_only import WorkflowOnly
 
 log = logging.getLogger(__name__)

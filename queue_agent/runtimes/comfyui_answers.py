@@ -66,13 +66,3 @@ def node_failure(data: dict[str, Any]) -> Exception:
 
 def node_order(node_id: str) -> tuple[int, int | str]:
     return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
-
-
-def answer_json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        data = r.json()
-    except ValueError:
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not JSON") from None
-    if not isinstance(data, dict):
-        raise RuntimeFault(f"{r.request.method} {r.request.url.path}: answer is not a JSON object")
-    return data
