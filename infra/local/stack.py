@@ -71,6 +71,9 @@ class StackOptions:
     # Runtimes already running (config runtime name -> loopback URL): only their agent is started, against
     # that URL. How a local stack gets a ComfyUI pool (the e2e tests give it the fake ComfyUI server).
     runtime_urls: dict[str, str] = field(default_factory=dict)
+    # More environment for every runtime and agent (`EASEL_AGENT_*` settings, e.g. the e2e tests' shorter
+    # progress period).
+    worker_env: dict[str, str] = field(default_factory=dict)
 
 
 def principal_arn(tenant: str) -> str:
@@ -342,7 +345,7 @@ class LocalStack:
             models_dir=self.models_dir,
             moto_endpoint=self.moto_endpoint,
             python=self.options.python,
-            extra_env=self.trace_env(),
+            extra_env={**self.trace_env(), **self.options.worker_env},
             external=external,
         )
         specs.append(

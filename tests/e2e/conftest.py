@@ -33,6 +33,8 @@ def stack(
         workers=True,
         # Only the test's own receiver: the local webhooks worker may call it despite the SSRF guard.
         webhook_allow_origins=(webhook_receiver.origin,),
+        # Progress written every 0.1 s (deployed: 1 s), so a CLI polling a short task sees many steps.
+        worker_env={"EASEL_AGENT_PROGRESS_SECONDS": "0.1"},
     )
     with LocalStack(options) as running:
         yield running
