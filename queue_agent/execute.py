@@ -82,6 +82,9 @@ class Executor:
             now = self._clock()
             for job in jobs:
                 job.run_started = now
+                # The processing transition is conditional on the task not being canceled: the table is
+                # read again one poll period later (one strongly consistent read per task saved).
+                job.next_cancel_check = now + self._settings.agent_cancel_poll_seconds
                 if self._progress is not None:
                     first = ProgressPhase.LOADING if job.request.needs_model else ProgressPhase.GENERATING
                     self._progress.enter(job, first)

@@ -268,13 +268,22 @@ def test_executor_watch_interrupts_a_task_past_its_timeout() -> None:
 def test_executor_watch_sees_a_cancel_in_the_table() -> None:
     h = Harness()
 
+    seen: list[tuple[int, int]] = []  # (interrupts, table reads) after each watch
+
     def during() -> None:
         h.store.transition("acme", "t1", TaskStatus.CANCELED)
+        seen.append((h.runtime.interrupts, h.store.reads))
         h.executor.watch()
+        seen.append((h.runtime.interrupts, h.store.reads))
+        h.clock.advance(SETTINGS.agent_cancel_poll_seconds)
+        h.executor.watch()
+        seen.append((h.runtime.interrupts, h.store.reads))
 
     h.runtime.during = during
     assert h.executor.run(h.job) == Canceled()
-    assert h.runtime.interrupts == 1
+    # The processing transition itself checked for a cancel: the table is read one poll period later.
+    (_, reads), *after = seen
+    assert after == [(0, reads), (1, reads + 1)]
 
 
 def test_executor_shutdown_interrupts_after_grace_then_gives_back_a_wedged_runtime() -> None:

@@ -88,6 +88,7 @@ class FakeStore:
         self.unavailable = 0  # the next N calls raise StoreUnavailable
         self.attempts: dict[tuple[str, str], int] = {}
         self.progress_writes: list[tuple[str, dict[str, Any]]] = []
+        self.reads = 0  # find() calls
 
     def _gate(self) -> None:
         if self.unavailable:
@@ -96,6 +97,7 @@ class FakeStore:
 
     def find(self, tenant: str, task_id: str) -> Task | None:
         self._gate()
+        self.reads += 1
         return self.tasks.get((tenant, task_id))
 
     def create(self, task: Task, fingerprint: str) -> tuple[Task, bool]:
