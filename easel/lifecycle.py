@@ -84,7 +84,7 @@ def publish_task(sns: Any, topic_arn: str, message: QueueMessage) -> None:
     """Publish ``message`` to the tasks topic; its attributes route it to its runtime's lane."""
     sns.publish(
         TopicArn=topic_arn,
-        Message=message.model_dump_json(),
+        Message=message.body(),
         MessageAttributes=sns_attributes(routing_attributes(message)),
         # Fair share within a lane: SNS forwards the group id to the (standard) lane queues, and SQS fair
         # queues keep one tenant's backlog from delaying the other tenants' messages.

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from easel.clock import iso
 from easel.contract.status import TaskStatus, sources_of
-from easel.contract.tasks import Task
+from easel.contract.tasks import Task, compact_input
 from easel.errors import InvalidCursor, StoreError, StoreUnavailable, TaskConflict, TaskNotFound
 
 GSI_BY_TENANT = "by_tenant"
@@ -92,6 +92,7 @@ _iso = iso  # the one timestamp format (easel.clock)
 
 def task_to_item(task: Task, *, fingerprint: str | None, retention_days: int) -> dict[str, Any]:
     doc = task.model_dump(mode="json", exclude={"urls"})
+    doc["input"] = compact_input(task.input)  # item_to_task restores the defaults
     doc["created_at"] = _iso(task.created_at)
     doc.update(
         {
