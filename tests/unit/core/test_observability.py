@@ -165,3 +165,20 @@ def test_render_shows_offsets_durations_attributes_and_errors_in_red(tmp_path: P
     red_lines = [line for line in styled.splitlines() if "\x1b[31m" in line]
     assert any("easel.task" in line for line in red_lines)
     assert not any("denoise" in line for line in red_lines)
+
+
+def test_span_file_has_each_span_when_it_ends_and_closes_on_shutdown(tmp_path: Path) -> None:
+    provider = tracing.make_provider("svc", {"EASEL_TRACES": f"file:{tmp_path}"})
+    assert provider is not None
+    tracer = provider.get_tracer("test")
+    assert list(tmp_path.iterdir()) == []  # nothing is opened before the first span ends
+    with tracer.start_as_current_span("outer"):
+        with tracer.start_as_current_span("inner"):
+            pass
+        (path,) = tmp_path.iterdir()
+        # On disk the moment it ended, while the process (and its open file) lives on.
+        assert [json.loads(line)["name"] for line in path.read_text().splitlines()] == ["inner"]
+    assert [json.loads(line)["name"] for line in path.read_text().splitlines()] == ["inner", "outer"]
+    provider.shutdown()
+    exporter = provider._active_span_processor._span_processors[0].span_exporter  # type: ignore[attr-defined]
+    assert exporter._file is None  # closed
