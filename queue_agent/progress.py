@@ -86,11 +86,6 @@ class ProgressRecorder:
             running = self._running.setdefault(job.message.id, _Running(phase))
             running.phase = phase
 
-    def phase(self, job: _Job, phase: ProgressPhase, *, fraction: float | None = None) -> None:
-        """The job entered ``phase``: recorded now (if the task is processing yet), then by :meth:`tick`."""
-        self.enter(job, phase)
-        self._record(job, fraction, force=True)
-
     def opening(self, job: _Job, started_at: datetime) -> dict[str, Any] | None:
         """The progress the -> processing transition writes with it (the queue wait, the phase the run is
         in), counted as written; None if the job is not running."""
@@ -148,19 +143,19 @@ class ProgressRecorder:
             except Exception as exc:  # the runtime's answer is best effort too
                 log.warning("runtime progress unavailable", extra={"error": str(exc)})
         for job, _ in due:
-            self._record(job, value, force=False)
+            self._record(job, value)
 
-    def _record(self, job: _Job, fraction: float | None, *, force: bool) -> None:
+    def _record(self, job: _Job, fraction: float | None) -> None:
         with self._write_lock:
-            self._record_locked(job, fraction, force=force)
+            self._record_locked(job, fraction)
 
-    def _record_locked(self, job: _Job, fraction: float | None, *, force: bool) -> None:
+    def _record_locked(self, job: _Job, fraction: float | None) -> None:
         task = job.started_task
         with self._lock:
             running = self._running.get(job.message.id)
             if task is None or running is None:
                 return  # not processing yet (the store would refuse it; the next tick records it), or over
-            due = force or self._clock() - running.written_at >= self._period
+            due = self._clock() - running.written_at >= self._period
             key, progress = self._value(job, running, fraction, task.started_at or self._now())
             if key == running.written or not due:
                 return

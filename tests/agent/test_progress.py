@@ -61,7 +61,7 @@ def test_steps_phases_and_the_queue_wait() -> None:
     )
     job = FakeJob(message())
     fraction = 0.0
-    recorder.phase(job, ProgressPhase.LOADING)
+    recorder.enter(job, ProgressPhase.LOADING)
     recorder.tick([job], lambda: fraction)
     assert writes == []  # not processing yet: the store would refuse it
     started = Task.model_validate(
@@ -74,19 +74,20 @@ def test_steps_phases_and_the_queue_wait() -> None:
     job.started_task = started
     recorder.tick([job], lambda: fraction)
     assert [(w["phase"], w["step"], w["queue_seconds"]) for w in writes] == [("loading", None, 3.0)]
-    recorder.phase(job, ProgressPhase.GENERATING)  # a phase change is written at once
+    recorder.enter(job, ProgressPhase.GENERATING)
     fraction = 0.25
-    recorder.tick([job], lambda: fraction)  # same period: not yet
+    recorder.tick([job], lambda: fraction)  # a phase change waits for the period like a step
     clock.t = 1.0
     recorder.tick([job], lambda: fraction)
     recorder.tick([job], lambda: fraction)  # unchanged: no write
     clock.t = 2.5
     fraction = 0.5
     recorder.tick([job], lambda: fraction)
-    recorder.phase(job, ProgressPhase.UPLOADING)
+    recorder.uploading(job)  # the finisher took it: the watch no longer lists it, the tick still writes
+    clock.t = 3.5
+    recorder.tick([], lambda: fraction)
     assert [(w["phase"], w["step"], w["steps"]) for w in writes] == [
         ("loading", None, 20),
-        ("generating", 0, 20),
         ("generating", 5, 20),
         ("generating", 10, 20),
         ("uploading", 20, 20),
@@ -94,9 +95,10 @@ def test_steps_phases_and_the_queue_wait() -> None:
     assert {w["who"] for w in writes} == {("acme", "t1")}
     # Another job's ticks are ignored; a failing write never raises.
     recorder.tick([FakeJob(message().model_copy(update={"id": "t2"}))], lambda: 1.0)
-    assert len(writes) == 5
+    assert len(writes) == 4
     broken = ProgressRecorder(lambda *_: (_ for _ in ()).throw(RuntimeError("table down")), clock=clock)
-    broken.phase(job, ProgressPhase.GENERATING)
+    broken.enter(job, ProgressPhase.GENERATING)
+    broken.tick([job], lambda: 0.5)
 
 
 # -- the executor records it (in-memory store and runtime seam; the heartbeat's watch called by hand) --------
