@@ -3,12 +3,11 @@
 
 :meth:`Executor.run_batch` switches the model if needed and generates (or trains) while the processing
 transition runs on a helper thread, and returns one :data:`~queue_agent.job.Outcome` per job: a member's own
-error fails that member only, an error of the whole call goes to every member, runtime time is shared in
-proportion to images. :meth:`Executor.watch` (the heartbeat thread's fast cadence) interrupts the call on a
-cancel (in a batch: once every member is canceled), on ``EASEL_TASK_TIMEOUT_SECONDS``, or during shutdown
-when progress says the drain deadline will be missed; it repeats a missed interrupt, returns the message of
-a runtime that ignores a shutdown interrupt, and records progress (:mod:`queue_agent.progress`).
-"""
+error fails that member only, a whole call's error goes to every member, runtime time is shared by images.
+:meth:`Executor.watch` (the heartbeat thread's fast cadence) interrupts the call on a cancel (in a batch:
+once every member is canceled), on ``EASEL_TASK_TIMEOUT_SECONDS``, or in a shutdown when progress says the
+drain deadline will be missed; it repeats a missed interrupt, returns the message of a runtime ignoring a
+shutdown interrupt, and records progress (:mod:`queue_agent.progress`)."""
 
 from __future__ import annotations
 
@@ -82,8 +81,7 @@ class Executor:
             now = self._clock()
             for job in jobs:
                 job.run_started = now
-                # The processing transition is conditional on the task not being canceled: the table is
-                # read again one poll period later (one strongly consistent read per task saved).
+                # The processing transition refuses a canceled task: the first cancel read is a poll later.
                 job.next_cancel_check = now + self._settings.agent_cancel_poll_seconds
                 if self._progress is not None:
                     first = ProgressPhase.LOADING if job.request.needs_model else ProgressPhase.GENERATING
@@ -264,8 +262,7 @@ class Executor:
             self.interrupt(jobs[0], "task timeout")
         last = max((j.last_interrupt for j in jobs if j.last_interrupt is not None), default=None)
         if all(_stopping(j) for j in jobs) and last is not None and now - last >= REINTERRUPT_SECONDS:
-            # An interrupt that reached the runtime just before its generation began is lost (a new job
-            # clears the flag): say it again while the job still runs.
+            # An interrupt just before a generation began is lost (a new job clears it): say it again.
             self.interrupt(jobs[0], "still running after interrupt")
         for job in jobs:
             if now >= job.next_cancel_check:
