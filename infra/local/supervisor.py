@@ -53,6 +53,7 @@ class _Child:
     failures: int = 0
     restarts: int = 0
     restart_at: float | None = None
+    restart_delay: float | None = None  # the backoff before restart_at (reported while waiting)
     log_file: IO[bytes] | None = None
 
 
@@ -63,6 +64,8 @@ class ChildStatus:
     restarts: int
     port: int | None
     log: str | None
+    # While a crashed child waits to be restarted: the backoff it waits (None when running).
+    restart_in: float | None = None
 
 
 class Supervisor:
@@ -106,6 +109,7 @@ class Supervisor:
                     restarts=c.restarts,
                     port=c.spec.port,
                     log=self._log_path(c.spec).as_posix() if self._log_dir else None,
+                    restart_in=c.restart_delay,
                 )
                 for c in self._children.values()
             ]
@@ -151,7 +155,7 @@ class Supervisor:
     def _check(self, child: _Child, now: float) -> bool:
         if child.restart_at is not None:
             if now >= child.restart_at and not self._stop.is_set():
-                child.restart_at = None
+                child.restart_at = child.restart_delay = None
                 child.restarts += 1
                 self._spawn(child)
                 return True
@@ -173,7 +177,7 @@ class Supervisor:
             child.proc.returncode,
             delay,
         )
-        child.restart_at = now + delay
+        child.restart_at, child.restart_delay = now + delay, delay
         return True
 
     def _spawn(self, child: _Child) -> None:
@@ -200,7 +204,7 @@ class Supervisor:
             child.proc = None
             child.failures += 1
             delay = self._backoff.delay(child.failures)
-            child.restart_at = time.monotonic() + delay
+            child.restart_at, child.restart_delay = time.monotonic() + delay, delay
             log.error("cannot start %s: %s; retrying in %.1fs", child.spec.name, exc, delay)
             return
         child.started_at = time.monotonic()
