@@ -91,7 +91,7 @@ _iso = iso  # the one timestamp format (easel.clock)
 
 
 def task_to_item(task: Task, *, fingerprint: str | None, retention_days: int) -> dict[str, Any]:
-    doc = task.model_dump(mode="json", exclude={"urls"})
+    doc = task.model_dump(mode="json", exclude={"urls", "input"})
     doc["input"] = compact_input(task.input)  # item_to_task restores the defaults
     doc["created_at"] = _iso(task.created_at)
     doc.update(

@@ -557,7 +557,7 @@ class QueueMessage(_TypedInput):
 
     def body(self) -> str:
         """The SQS body of this message: JSON with the input in its compact form (:func:`compact_input`)."""
-        doc = self.model_dump(mode="json")
+        doc = self.model_dump(mode="json", exclude={"input"})
         doc["input"] = compact_input(self.input)
         return json.dumps(doc, separators=(",", ":"))
 
