@@ -374,21 +374,22 @@ def convert_floor(files: list[Path], dtype: str) -> float:
     return elapsed
 
 
-def rss_anon_bytes() -> int:
-    """This process's anonymous resident memory (0 where /proc is missing)."""
+def _proc_bytes(path: str, field: str) -> int:
+    """A ``<field>: <n> kB`` line of a /proc file, in bytes (0 where /proc is missing)."""
     with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_anon_bytes() -> int:
+    """This process's anonymous resident memory."""
+    return _proc_bytes("/proc/self/status", "RssAnon")
 
 
 def mem_available_bytes() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def release_memory() -> None:
